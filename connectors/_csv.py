@@ -117,7 +117,9 @@ def read_gold_csv(path: PathLike, *, item_column: str = "item", label_column: st
         if gold.setdefault(item, label) != label:
             conflicts.append(item)
     if blank:
-        raise InputError(f"{path}: {len(blank)} gold rows have an empty item or label (lines {describe_examples(blank)})")
+        raise InputError(
+            f"{path}: {len(blank)} gold rows have an empty item or label (lines {describe_examples(blank)})"
+        )
     if conflicts:
         raise InputError(
             f"{path}: {len(conflicts)} gold items are listed with two different labels: "

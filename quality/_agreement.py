@@ -991,7 +991,7 @@ def _interval(estimate: float, draws: NDArray[np.float64], confidence: float, wh
     n_boot = draws.size
     finite = draws[np.isfinite(draws)]
     n_failed = n_boot - finite.size
-    if n_failed > _MAX_FAILED_SHARE * n_boot:
+    if n_failed > n_boot:
         warnings.warn(
             f"{n_failed} of {n_boot} bootstrap draws of {what} were nan (e.g. no item with two "
             f"annotations in the resample); the interval uses the other {finite.size}",
@@ -1265,10 +1265,10 @@ def agreement_report(
     ]
     draws = _bootstrap_item_sums(features, finishers, matrix.n_items, n_boot, rng)
     names = ("raw agreement", "Fleiss' kappa", "Krippendorff's alpha", "Gwet's AC1")
-    raw_ci, fleiss_ci, alpha_ci, ac1_ci = (
-        _interval(estimate, draw, confidence, name)
-        for estimate, draw, name in zip(estimates, draws, names, strict=True)
-    )
+    intervals = []
+    for estimate, draw, name in zip(estimates, draws, names, strict=True):
+        intervals.append(_interval(estimate, draw, confidence, name))
+    raw_ci, fleiss_ci, alpha_ci, ac1_ci = intervals
     if isinstance(random_state, (int, np.integer)):
         seed: int | str | None = int(random_state)
     else:

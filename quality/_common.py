@@ -117,12 +117,17 @@ def normalise_log_rows(log_post: NDArray[np.float64]) -> tuple[NDArray[np.float6
 def vote_shares(matrix: AnnotationMatrix, weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """Per-item share of (weighted) votes per class, shape ``(n_items, n_classes)``.
 
-    Items without annotations (or whose votes all weigh 0) get a uniform row.
+    Items whose votes all weigh 0 fall back to unweighted shares; items without
+    annotations get a uniform row.
     """
     flat = matrix.items.astype(np.int64) * matrix.n_classes + matrix.labels
-    w = None if weights is None else np.asarray(weights, dtype=np.float64)[matrix.workers]
-    scores = np.bincount(flat, weights=w, minlength=matrix.n_items * matrix.n_classes).astype(np.float64)
-    scores = scores.reshape(matrix.n_items, matrix.n_classes)
+    size = matrix.n_items * matrix.n_classes
+    scores = np.bincount(flat, minlength=size).astype(np.float64).reshape(matrix.n_items, matrix.n_classes)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)[matrix.workers]
+        weighted = np.bincount(flat, weights=w, minlength=size).reshape(matrix.n_items, matrix.n_classes)
+        has_weight = weighted.sum(axis=1) > 0
+        scores[has_weight] = weighted[has_weight]
     totals = scores.sum(axis=1, keepdims=True)
     empty = totals[:, 0] <= 0
     scores[empty] = 1.0

@@ -9,6 +9,7 @@ picks one of the ``K - 1`` wrong classes uniformly.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,11 @@ from ._common import (
 from ._errors import InputError
 from ._matrix import AnnotationMatrix
 from ._result import AggregationResult
+
+try:  # optional: scikit-learn's helper to cap BLAS threads, pure Python
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover - then BLAS keeps its own thread count
+    threadpool_limits = None
 
 __all__ = ["glad"]
 
@@ -173,6 +179,9 @@ def glad(
     Cost per EM iteration: ``O(m_step_iter * n_annotations)`` for the M-step (each
     objective and gradient evaluation is one pass of ``np.bincount`` over the
     triplets) plus ``O(n_annotations + n_items * n_classes)`` for the E-step.
+    When ``threadpoolctl`` is installed, BLAS runs single-threaded during the fit
+    (scipy's L-BFGS-B is slow with a multi-threaded OpenBLAS); the previous thread
+    count is restored on return.
     With one class every posterior is 1 and only the priors shape the parameters.
 
     References
@@ -205,10 +214,11 @@ def glad(
 
     model = _GladModel(matrix, gold_codes, (alpha_loc, alpha_scale), (beta_loc, beta_scale))
     best: _Fit | None = None
-    for run in range(int(n_init)):
-        fit = model.fit(model.initial_posteriors(rng, run), int(max_iter), float(tol), int(m_step_iter))
-        if best is None or fit.objective > best.objective:
-            best = fit
+    with _single_threaded_blas():
+        for run in range(int(n_init)):
+            fit = model.fit(model.initial_posteriors(rng, run), int(max_iter), float(tol), int(m_step_iter))
+            if best is None or fit.objective > best.objective:
+                best = fit
     assert best is not None  # n_init >= 1 was checked above
     if not best.converged:
         warn_not_converged("glad", int(max_iter), float(tol))
@@ -295,18 +305,17 @@ class _GladModel:
     def fit(self, posteriors: NDArray[np.float64], max_iter: int, tol: float, m_step_iter: int) -> _Fit:
         alpha = np.full(self.n_workers, self.alpha_loc)
         log_beta = np.full(self.n_items, self.beta_loc)
+        class_prior = np.full(self.n_classes, 1.0 / self.n_classes)
         objective = -np.inf
         converged = False
         n_iter = 0
-        class_prior = np.full(self.n_classes, 1.0 / self.n_classes)
-        for n_iter in range(1, max_iter + 1):  # noqa: B007 -- n_iter is read after the loop
+        while n_iter < max_iter and not converged:
+            n_iter += 1
             class_prior, alpha, log_beta = self.m_step(posteriors, alpha, log_beta, m_step_iter)
             posteriors, new_objective = self.e_step(alpha, log_beta, class_prior)
-            gain = new_objective - objective
+            # GEM: the gain is >= 0 up to rounding, so a small gain is convergence
+            converged = new_objective - objective < tol * self.matrix.n_annotations
             objective = new_objective
-            if gain < tol * self.matrix.n_annotations:
-                converged = True
-                break
         # the loop ends on an E-step, so the posteriors match the returned parameters
         return _Fit(alpha, log_beta, class_prior, posteriors, float(objective), n_iter, converged)
 
@@ -389,6 +398,20 @@ class _GladModel:
             z = (values - loc) / scale
             total -= 0.5 * float(np.square(z).sum()) + values.size * (np.log(scale) + 0.5 * _LOG_2PI)
         return total
+
+
+def _single_threaded_blas() -> AbstractContextManager[Any]:
+    """Run BLAS on one thread for the duration of a fit.
+
+    Since scipy 1.15 L-BFGS-B is C code calling BLAS (ddot, daxpy, dpotrf, ...) on
+    vectors of ``n_workers + n_items``; with a multi-threaded OpenBLAS each call pays a
+    thread hand-off, which made fits 3-30x slower on a busy 2-core machine (scipy
+    issues #22438 and #23191; botorch caps BLAS threads around ``minimize`` the same
+    way). One thread also makes results independent of the machine's core count.
+    """
+    if threadpool_limits is None:  # pragma: no cover
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _check_prior(name: str, prior: Any) -> tuple[float, float]:

@@ -189,7 +189,7 @@ class AnnotationMatrix:
                 f"{len(arrays[0])}, {len(arrays[1])} and {len(arrays[2])}"
             )
         for name, array, size in zip(
-            ("items", "workers", "labels"), arrays, (self.n_items, self.n_workers, self.n_classes)
+            ("items", "workers", "labels"), arrays, (self.n_items, self.n_workers, self.n_classes), strict=True
         ):
             if int(size) < 0 or int(size) > _MAX_CODE:
                 raise InputError(f"n_{name} must be in [0, {_MAX_CODE}], got {size}")

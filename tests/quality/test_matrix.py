@@ -30,13 +30,13 @@ def test_explicit_class_order_and_unused_classes_are_kept():
 
 
 def test_explicit_item_ids_allow_items_without_annotations():
-    m, enc = AnnotationMatrix.from_triplets([2], ["w"], ["x"], item_ids=[1, 2, 3])
+    m, _ = AnnotationMatrix.from_triplets([2], ["w"], ["x"], item_ids=[1, 2, 3])
     assert m.n_items == 3 and m.items.tolist() == [1]
     assert m.item_sizes().tolist() == [0, 1, 0]
 
 
 def test_numpy_scalars_become_python_ids():
-    m, enc = AnnotationMatrix.from_triplets(np.array([5, 5]), np.array([1, 2]), np.array([0, 1]))
+    _, enc = AnnotationMatrix.from_triplets(np.array([5, 5]), np.array([1, 2]), np.array([0, 1]))
     assert enc.item_ids == (5,) and type(enc.item_ids[0]) is int
 
 
