@@ -58,7 +58,7 @@ _KAPPA_WEIGHTS_FOR_LEVEL: dict[str, str | None] = {
 # bootstrap weights are built in blocks of draws holding at most this many entries
 _BLOCK_ENTRIES = 2_000_000
 # worker pairs are indexed densely while n_workers^2 * n_classes stays under this
-_DENSE_PAIR_ENTRIES = 20_000_000
+_DENSE_PAIR_ENTRIES = 5_000_000
 # share of failed (nan) bootstrap draws above which bootstrap_interval warns
 _MAX_FAILED_SHARE = 0.10
 
@@ -991,7 +991,7 @@ def _interval(estimate: float, draws: NDArray[np.float64], confidence: float, wh
     n_boot = draws.size
     finite = draws[np.isfinite(draws)]
     n_failed = n_boot - finite.size
-    if n_failed > n_boot:
+    if n_failed > _MAX_FAILED_SHARE * n_boot:
         warnings.warn(
             f"{n_failed} of {n_boot} bootstrap draws of {what} were nan (e.g. no item with two "
             f"annotations in the resample); the interval uses the other {finite.size}",
@@ -1087,7 +1087,8 @@ def bootstrap_interval(
         warnings.simplefilter("ignore", StatisticsWarning)
         for b, codes in enumerate(_resamples(rng, matrix.n_items, n_boot)):
             draws[b] = float(statistic(matrix.take_items(codes)))
-    name = getattr(statistic, "__name__", "the statistic")
+    name = getattr(statistic, "__name__", "<lambda>")
+    name = "the statistic" if name == "<lambda>" else name
     return _interval(estimate, draws, confidence, name)
 
 
