@@ -60,8 +60,9 @@ class _Problem:
         k = matrix.n_classes
         item_class = matrix.items.astype(np.intp) * k + matrix.labels
         worker_class = matrix.workers.astype(np.intp) * k + matrix.labels
-        # Item order makes the two per-iteration passes over the large
-        # (n_items, K) arrays sequential instead of random (about 2x faster).
+        # Item order makes the two per-iteration passes over the large (n_items, K)
+        # arrays sequential instead of random: ~20% less time per iteration at 1M
+        # annotations, for a one-off sort costing about eight iterations.
         if item_class.size > 1 and np.any(item_class[1:] < item_class[:-1]):
             order = np.argsort(item_class, kind="stable")
             item_class = item_class[order]
@@ -131,9 +132,7 @@ def _floor_log(values: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.maximum(values, _LOG_FLOOR)
 
 
-def _e_step(
-    problem: _Problem, params: _Params
-) -> tuple[NDArray[np.float64], float, NDArray[np.float64]]:
+def _e_step(problem: _Problem, params: _Params) -> tuple[NDArray[np.float64], float, NDArray[np.float64]]:
     """Posteriors over true labels, the log-likelihood and ``P(S=0 | A=k, T=k)`` per worker.
 
     With ``q_jk = (1 - theta_j) xi_jk`` and ``r_jk = theta_j + q_jk`` an annotation
@@ -184,9 +183,7 @@ def _expected_counts(
     return know.sum(axis=1), spam
 
 
-def _sweep(
-    problem: _Problem, params: _Params
-) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+def _sweep(problem: _Problem, params: _Params) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
     """E-step and expected counts; the posteriors are dropped at once."""
     posteriors, log_lik, know_share = _e_step(problem, params)
     know, spam = _expected_counts(problem, posteriors, know_share)
@@ -230,9 +227,7 @@ def _em_log_prior(params: _Params, smoothing: float) -> float:
 
 
 def _with_extra(params: _Params, extra: float) -> _Params:
-    return _Params(
-        params.log_know, params.log_spam, params.log_strategy, params.theta, params.strategy, extra
-    )
+    return _Params(params.log_know, params.log_spam, params.log_strategy, params.theta, params.strategy, extra)
 
 
 def _dirichlet_kl(post: NDArray[np.float64], prior: NDArray[np.float64]) -> float:
@@ -271,9 +266,7 @@ def _m_step_vb(know: NDArray[np.float64], spam: NDArray[np.float64], options: _O
     )
 
 
-def _initial_params(
-    rng: np.random.Generator, n_workers: int, n_classes: int, options: _Options
-) -> _Params:
+def _initial_params(rng: np.random.Generator, n_workers: int, n_classes: int, options: _Options) -> _Params:
     """Random start as in MACE.java: weights ``1 + U(0, 0.5)``, normalised per worker."""
     pair = rng.uniform(1.0, 1.0 + _INIT_NOISE, size=(n_workers, 2))
     strat = rng.uniform(1.0, 1.0 + _INIT_NOISE, size=(n_workers, n_classes))
@@ -347,9 +340,7 @@ def _check_options(
     strategy_prior: Any,
 ) -> _Options:
     if not isinstance(method, str) or method not in _METHODS:
-        raise InputError(
-            f"method must be 'em' (smoothed EM) or 'vb' (variational Bayes), got {method!r}"
-        )
+        raise InputError(f"method must be 'em' (smoothed EM) or 'vb' (variational Bayes), got {method!r}")
     check_positive("n_init", n_init, integer=True)
     check_positive("max_iter", max_iter, integer=True)
     check_positive("tol", tol, allow_zero=True)
@@ -401,9 +392,7 @@ def _fit(
     best = int(np.argmax([run.objective for run in runs]))
     first = runs[best]
     if not first.converged and first.n_iter < options.max_iter:
-        runs[best] = _iterate(
-            problem, options, first.params, options.max_iter, history=first.trace, done=first.n_iter
-        )
+        runs[best] = _iterate(problem, options, first.params, options.max_iter, history=first.trace, done=first.n_iter)
     return problem, options, runs, best
 
 
@@ -465,9 +454,13 @@ def mace(
         Random restarts. Each draws its start from the one generator, runs a few
         (5) iterations, and only the best by objective runs on to ``max_iter``.
     max_iter : int >= 1
-        Iterations (M-step then E-step) of the best restart; MACE.java runs 50.
+        Iterations (M-step then E-step) of the best restart, screening included.
     tol : float >= 0
         Stop when the objective changes by at most ``tol`` per annotation.
+        MACE.java runs a fixed 50 iterations (``max_iter=50, tol=0``). MACE's EM
+        creeps: on the 8,315-item ``product`` set 50 iterations give 0.82 accuracy and
+        convergence 0.84, so the defaults (200, 1e-7) iterate to convergence; they
+        still cost at most ``5 * n_init + 200`` sweeps (about 4 s for 1M annotations).
     smoothing : float >= 0
         :math:`\delta` for ``method="em"`` (ignored by VB). MACE.java's default is
         ``0.01 / K``; 0.01 differs from it by well under a vote per worker.
@@ -526,8 +519,8 @@ def mace(
     Cost per iteration: two gathers and two ``bincount`` passes over the annotations
     plus a softmax over ``(n_items, K)``; the ``(n_annotations, K)`` table is never
     formed. Memory: two ``intp`` index arrays and one float temporary per annotation,
-    plus about three ``(n_items, K)`` arrays. Total iterations:
-    ``n_init * 5 + max_iter``.
+    plus about three ``(n_items, K)`` arrays. Total sweeps: at most
+    ``5 * n_init + max_iter``.
 
     References
     ----------

@@ -19,9 +19,7 @@ from tests.strategies import annotation_matrices, permute
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crowd"
 
-property_settings = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+property_settings = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -70,15 +68,24 @@ def simulate(
 
 
 def crowdkit_labels(matrix: AnnotationMatrix, method: str, **options) -> np.ndarray:
-    """crowd-kit's MACE labels as class codes (items without annotations: -1)."""
+    """crowd-kit's MACE labels as class codes (items without annotations: -1).
+
+    Workers and labels are passed as codes in order of first appearance. crowd-kit
+    indexes its parameters by ``pd.factorize`` order but its M-step counts come out
+    of ``groupby`` in sorted order; when the two orders differ it pairs workers with
+    other workers' strategies (which, on zencrowd, happens to score 0.87 against 0.77
+    for the consistent model). With first-appearance codes the orders agree.
+    """
     pd = pytest.importorskip("pandas")
     aggregation = pytest.importorskip("crowdkit.aggregation")
-    frame = pd.DataFrame({"task": matrix.items, "worker": matrix.workers, "label": matrix.labels})
+    workers, _ = pd.factorize(matrix.workers)
+    labels, label_codes = pd.factorize(matrix.labels)
+    frame = pd.DataFrame({"task": matrix.items, "worker": workers, "label": labels})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        labels = aggregation.MACE(method=method, **options).fit_predict(frame)
+        result = aggregation.MACE(method=method, **options).fit_predict(frame)
     codes = np.full(matrix.n_items, -1)
-    codes[labels.index.to_numpy(dtype=int)] = labels.to_numpy(dtype=int)
+    codes[result.index.to_numpy(dtype=int)] = np.asarray(label_codes)[result.to_numpy(dtype=int)]
     return codes
 
 
@@ -129,16 +136,16 @@ def test_paper_datasets(name):
 
 
 def test_mace_example_against_crowdkit():
-    """Same settings as crowd-kit (and MACE.java): 50 iterations, no tolerance."""
+    """crowd-kit's settings (and MACE.java's): 50 iterations, no tolerance, delta = 0.01 / K."""
     matrix, gold = load_dataset("mace_example")
     for method in ("em", "vb"):
-        ours = accuracy(quiet_mace(matrix, method=method, max_iter=50, tol=0.0).labels, gold)
-        theirs = accuracy(crowdkit_labels(matrix, method, n_restarts=1), gold)
-        assert ours >= theirs - 0.005, (method, ours, theirs)
+        ours = quiet_mace(matrix, method=method, max_iter=50, tol=0.0, smoothing=0.01 / matrix.n_classes)
+        theirs = crowdkit_labels(matrix, method, n_restarts=1)
+        assert accuracy(ours.labels, gold) >= accuracy(theirs, gold) - 0.005, method
 
 
 def test_paper_data_against_crowdkit():
-    """Defaults against crowd-kit's defaults (one restart, to keep the test fast)."""
+    """Our defaults against crowd-kit's (one restart instead of ten, to stay fast)."""
     matrix, gold = load_dataset("snow_temp")
     for method in ("em", "vb"):
         ours = accuracy(mace(matrix, method=method).labels, gold)
@@ -146,14 +153,14 @@ def test_paper_data_against_crowdkit():
         assert ours >= theirs - 0.005, (method, ours, theirs)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_synthetic_against_crowdkit(seed):
     rng = np.random.default_rng(seed)
     matrix, truth, _ = simulate(rng, n_items=150, n_workers=20, per_item=4, theta_range=(0.3, 0.8))
     for method in ("em", "vb"):
-        ours = accuracy(mace(matrix, method=method).labels, truth)
-        theirs = accuracy(crowdkit_labels(matrix, method, n_restarts=1), truth)
-        assert ours >= theirs - 0.005, (method, ours, theirs)
+        ours = quiet_mace(matrix, method=method, max_iter=50, tol=0.0, smoothing=0.01 / matrix.n_classes)
+        theirs = crowdkit_labels(matrix, method, n_restarts=1)
+        assert accuracy(ours.labels, truth) >= accuracy(theirs, truth) - 0.005, method
 
 
 def test_posteriors_match_crowdkit_e_step():
@@ -174,9 +181,9 @@ def test_posteriors_match_crowdkit_e_step():
     w, c = np.asarray(worker_names), np.asarray(label_names)
     model.spamming_ = np.column_stack([1 - theta[w], theta[w]])  # [spam, know]
     model.thetas_ = strategy[w][:, c]
-    _, marginals, _, _ = model._e_step(
-        frame.copy(), task_names, worker_names, label_names, tasks, workers, labels
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # crowd-kit's pandas deprecation warnings
+        _, marginals, _, _ = model._e_step(frame.copy(), task_names, worker_names, label_names, tasks, workers, labels)
     theirs = marginals.to_numpy() / marginals.to_numpy().sum(axis=1, keepdims=True)
     np.testing.assert_allclose(ours[np.asarray(task_names)][:, c], theirs, rtol=1e-9, atol=1e-12)
 
@@ -202,7 +209,7 @@ def test_e_step_matches_enumeration():
         for t in range(k):
             for pattern in itertools.product((0, 1), repeat=rows.size):
                 p = 1.0 / k
-                for row, s in zip(rows, pattern):
+                for row, s in zip(rows, pattern, strict=True):
                     j, a = matrix.workers[row], matrix.labels[row]
                     p *= (1 - theta[j]) * strategy[j, a] if s else theta[j] * (a == t)
                 joint[t, pattern] = p
@@ -210,7 +217,7 @@ def test_e_step_matches_enumeration():
         expected_ll += np.log(evidence)
         for (t, pattern), p in joint.items():
             expected_post[i, t] += p / evidence
-            for row, s in zip(rows, pattern):
+            for row, s in zip(rows, pattern, strict=True):
                 j, a = matrix.workers[row], matrix.labels[row]
                 if s:
                     expected_spam[j, a] += p / evidence
@@ -363,8 +370,12 @@ def test_item_order_is_irrelevant(matrix, seed):
     rng = np.random.default_rng(seed)
     pi = rng.permutation(matrix.n_items)
     permuted = AnnotationMatrix.from_codes(
-        pi[matrix.items], matrix.workers, matrix.labels,
-        n_items=matrix.n_items, n_workers=matrix.n_workers, n_classes=matrix.n_classes,
+        pi[matrix.items],
+        matrix.workers,
+        matrix.labels,
+        n_items=matrix.n_items,
+        n_workers=matrix.n_workers,
+        n_classes=matrix.n_classes,
     )
     a = quiet_mace(matrix, n_init=1, max_iter=20, tol=0.0)
     b = quiet_mace(permuted, n_init=1, max_iter=20, tol=0.0)
@@ -404,8 +415,16 @@ def test_convergence_warning_and_params_echo():
         result = mace(matrix, tol=1.0)
     assert result.converged
     assert dict(result.params) == {
-        "method": "em", "n_init": 10, "max_iter": 200, "tol": 1.0, "smoothing": 0.01, "alpha": 0.5,
-        "beta": 0.5, "strategy_prior": 10.0, "gold_items": 0, "random_state": 0,
+        "method": "em",
+        "n_init": 10,
+        "max_iter": 200,
+        "tol": 1.0,
+        "smoothing": 0.01,
+        "alpha": 0.5,
+        "beta": 0.5,
+        "strategy_prior": 10.0,
+        "gold_items": 0,
+        "random_state": 0,
     }
 
 
