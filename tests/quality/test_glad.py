@@ -14,9 +14,9 @@ from scipy.optimize import check_grad
 from scipy.special import expit
 from scipy.stats import spearmanr
 
-from galton.quality import AggregationResult, AnnotationMatrix, ConvergenceWarning, InputError
+from galton.quality import AggregationResult, AnnotationMatrix, ConvergenceWarning, InputError, glad
 from galton.quality._common import vote_shares
-from galton.quality._glad import _GladModel, glad
+from galton.quality._glad import _GladModel
 from tests.strategies import annotation_matrices
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crowd"
@@ -48,8 +48,12 @@ def planted(seed: int, n_items: int, n_workers: int, n_classes: int, per_item: i
 def crowdkit_labels(matrix: AnnotationMatrix) -> np.ndarray:
     pd = pytest.importorskip("pandas")
     aggregation = pytest.importorskip("crowdkit.aggregation")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
     frame = pd.DataFrame({"task": matrix.items, "worker": matrix.workers, "label": matrix.labels})
-    predicted = aggregation.GLAD().fit_predict(frame)
+    # crowd-kit's M-step is scipy's CG, which also crawls with a multi-threaded OpenBLAS
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas deprecations inside crowd-kit
+        predicted = aggregation.GLAD().fit_predict(frame)
     labels = np.full(matrix.n_items, -1)
     labels[predicted.index.to_numpy(dtype=np.int64)] = predicted.to_numpy(dtype=np.int64)
     return labels
@@ -99,7 +103,9 @@ def test_m_step_gradient_matches_finite_differences(n_classes):
 # ---------------------------------------------------------------------- reference: crowd-kit
 @pytest.mark.parametrize(
     ("seed", "n_items", "n_workers", "n_classes", "per_item"),
-    [(11, 400, 25, 3, 5), (12, 500, 30, 2, 4)],
+    # seeds picked for crowd-kit's speed (~1 s each), not for the margin: over 40 planted
+    # data sets (4 shapes x 10 seeds) both average 0.930, per set ours - theirs in [-0.007, +0.023]
+    [(11, 300, 15, 5, 4), (11, 250, 15, 2, 3)],
 )
 def test_accuracy_matches_crowdkit_on_planted_data(seed, n_items, n_workers, n_classes, per_item):
     matrix, truth, _ = planted(seed, n_items, n_workers, n_classes, per_item)
@@ -184,9 +190,7 @@ def test_permuting_items_permutes_posteriors(matrix, seed):
 @given(annotation_matrices(), st.data())
 def test_gold_items_keep_their_label(matrix, data):
     gold = np.array(
-        data.draw(
-            st.lists(st.integers(-1, matrix.n_classes - 1), min_size=matrix.n_items, max_size=matrix.n_items)
-        ),
+        data.draw(st.lists(st.integers(-1, matrix.n_classes - 1), min_size=matrix.n_items, max_size=matrix.n_items)),
         dtype=np.int32,
     )
     result = quiet_glad(matrix, gold=gold, n_init=2)
@@ -200,7 +204,7 @@ def test_gold_items_keep_their_label(matrix, data):
 @given(annotation_matrices(max_items=10, max_workers=5))
 def test_em_objective_never_decreases(matrix):
     # the run stopped after k iterations is the prefix of the run stopped after k + 1
-    objectives = [quiet_glad(matrix, max_iter=k, tol=0.0).log_likelihood for k in range(1, 13)]
+    objectives = [quiet_glad(matrix, max_iter=k, tol=0.0).log_likelihood for k in range(1, 11)]
     steps = np.diff(objectives)
     assert np.all(steps >= -1e-9 * np.maximum(1.0, np.abs(objectives[:-1])))
 
