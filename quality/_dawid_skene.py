@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from ._common import (
@@ -119,6 +120,140 @@ def _run_em(
     return params, posteriors, np.exp(log_prior), log_likelihood, n_iter, converged
 
 
+def _one_hot(matrix: AnnotationMatrix) -> sp.csr_array:
+    """The annotations as a sparse 0/1 matrix, plus one column of ones for the prior.
+
+    ``A[i, w * n_classes + l] = 1`` when worker ``w`` gave item ``i`` label ``l``, and
+    ``A[i, n_workers * n_classes] = 1`` for every item, shape
+    ``(n_items, n_workers * n_classes + 1)``. With the log confusion matrices stacked
+    over the log class prior (rows ``(w, l)``, then one row ``log pi``), the whole
+    E-step is ``A @ L``; and ``A.T @ posteriors`` gives the M-step counts with the
+    class totals in its last row. Built once per fit, rows grouped by item with a
+    stable sort (skipped when the triplets already come item by item). Memory: 12
+    bytes per annotation and 16 per item (int32 indices while they fit).
+    """
+    n_items, prior_column = matrix.n_items, matrix.n_workers * matrix.n_classes
+    nnz = matrix.n_annotations + n_items
+    index_type = np.int32 if max(prior_column + 1, nnz) < np.iinfo(np.int32).max else np.int64
+    items = matrix.items
+    if items.size > 1 and np.any(items[1:] < items[:-1]):
+        order = np.argsort(items, kind="stable")
+        workers, labels, items = matrix.workers[order], matrix.labels[order], items[order]
+    else:
+        workers, labels = matrix.workers, matrix.labels
+    sizes = np.bincount(items, minlength=n_items)
+    indptr = np.zeros(n_items + 1, dtype=index_type)
+    np.cumsum(sizes + 1, out=indptr[1:])
+    # each row: the item's annotations in triplet order, then the prior column
+    columns = np.full(nnz, prior_column, dtype=index_type)
+    slots = np.arange(matrix.n_annotations, dtype=index_type)
+    slots += np.repeat(np.arange(n_items, dtype=index_type), sizes)  # skip one slot per earlier item
+    columns[slots] = workers.astype(index_type) * matrix.n_classes + labels
+    return sp.csr_array((np.ones(nnz), columns, indptr), shape=(n_items, prior_column + 1))
+
+
+def _vote_shares(one_hot: sp.csr_array, n_classes: int) -> NDArray[np.float64]:
+    """Majority-vote shares per item (uniform without votes), equal to ``vote_shares``."""
+    label_of_column = np.zeros((one_hot.shape[1], n_classes))
+    label_of_column[:-1] = np.tile(np.eye(n_classes), (one_hot.shape[1] // n_classes, 1))
+    counts = one_hot @ label_of_column
+    totals = np.diff(one_hot.indptr) - 1.0
+    empty = totals <= 0
+    counts[empty] = 1.0
+    totals[empty] = n_classes
+    counts /= totals[:, None]
+    return counts
+
+
+def _row_max(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``values.max(axis=1)`` for a C-ordered ``(n, k)`` array.
+
+    For few columns a running ``np.maximum`` over the columns beats numpy's reduction
+    along a short contiguous axis (about 4x at k = 10).
+    """
+    n_columns = values.shape[1]
+    if n_columns > 32:
+        return values.max(axis=1)
+    out = values[:, 0].copy()
+    for t in range(1, n_columns):
+        np.maximum(out, values[:, t], out=out)
+    return out
+
+
+def _confusion_from_counts(
+    counts: NDArray[np.float64], n_workers: int, n_classes: int, alpha: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """M-step for the confusion matrices from ``counts[(w, l), t] = sum q_it``.
+
+    Returns ``confusion[w, t, l] = (alpha + counts) / row total`` (uniform rows where a
+    worker has no mass for ``t`` and ``alpha == 0``) and its log in the E-step's
+    ``(n_workers * n_classes, n_classes)`` layout, rows ``(w, l)``, floored at
+    ``exp(-700)``.
+    """
+    smoothed = counts.reshape(n_workers, n_classes, n_classes) + alpha  # [w, l, t]
+    totals = smoothed.sum(axis=1, keepdims=True)  # [w, 1, t]
+    by_label = np.divide(
+        smoothed, totals, out=np.full_like(smoothed, 1.0 / n_classes), where=totals > 0
+    )
+    log_by_label = _safe_log(by_label).reshape(n_workers * n_classes, n_classes)
+    return by_label.transpose(0, 2, 1), log_by_label
+
+
+def _ds_em_run(
+    one_hot: sp.csr_array,
+    posteriors: NDArray[np.float64],
+    *,
+    n_workers: int,
+    alpha: float,
+    gold: NDArray[np.int32] | None,
+    max_iter: int,
+    tol: float,
+    n_annotations: int,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], float, int, bool]:
+    """One EM run from ``posteriors``; each iteration an M-step, then an E-step.
+
+    Returns the confusion matrices, posteriors, class prior, log-likelihood, the number
+    of iterations and whether ``tol`` was met. Per iteration: two sparse products with
+    ``n_annotations * n_classes`` multiply-adds each and one ``exp`` over the
+    ``(n_items, n_classes)`` posteriors.
+    """
+    n_classes = posteriors.shape[1]
+    known = np.flatnonzero(gold >= 0) if gold is not None else np.empty(0, dtype=np.intp)
+    known_class = gold[known] if gold is not None else known
+    ones = np.ones(n_classes)
+    log_params = np.empty((one_hot.shape[1], n_classes))  # log confusion rows (w, l), then log prior
+    threshold = tol * max(n_annotations, 1)
+    previous = -np.inf
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
+        # M-step: counts[(w, l), t] = sum of q_it over w's annotations l; last row sum_i q_it
+        counts = one_hot.T @ posteriors
+        confusion, log_params[:-1] = _confusion_from_counts(counts[:-1], n_workers, n_classes, alpha)
+        prior = counts[-1] + alpha
+        prior /= prior.sum()
+        log_params[-1] = _safe_log(prior)
+        # E-step: log q_it = log pi_t + sum over the item's annotations of log Pi_w[t, l]
+        log_post = one_hot @ log_params
+        known_log_lik = log_post[known, known_class]  # a clamped item: likelihood of its class
+        shift = _row_max(log_post)
+        log_post -= shift[:, None]
+        posteriors = np.exp(log_post, out=log_post)
+        totals = posteriors @ ones
+        posteriors *= (1.0 / totals)[:, None]
+        log_norm = np.log(totals)
+        log_norm += shift
+        if known.size:
+            log_norm[known] = known_log_lik
+            clamp_gold(posteriors, gold)
+        log_likelihood = float(log_norm.sum())
+        if abs(log_likelihood - previous) <= threshold:
+            converged = True
+            break
+        previous = log_likelihood
+    return confusion, posteriors, prior, log_likelihood, n_iter, converged
+
+
 def dawid_skene(
     matrix: AnnotationMatrix,
     *,
@@ -171,8 +306,18 @@ def dawid_skene(
 
     Notes
     -----
-    Cost per iteration: ``2 * n_classes`` bincounts over the annotations. Ties in the
-    final posteriors go to the lower class code.
+    The annotations are held once as a sparse one-hot matrix ``A`` of shape
+    ``(n_items, n_workers * n_classes + 1)`` (last column: the class prior), so an
+    iteration is two sparse products, ``A.T @ posteriors`` (M-step counts) and
+    ``A @ log_params`` (E-step), each ``(n_annotations + n_items) * n_classes``
+    multiply-adds, plus one ``exp`` over the ``(n_items, n_classes)`` posteriors.
+    Extra memory: about 12 bytes per annotation and ``3 * 8 * n_classes`` per item.
+    Ties in the final posteriors go to the lower class code.
+
+    crowd-kit's ``DawidSkene`` (1.4.2) stops when its ELBO falls, but that ELBO counts
+    :math:`\log \pi_t` once per annotation rather than once per item, so on some data
+    it stops after 2-3 EM steps, well before the likelihood converges; its labels then
+    differ from this converged fit (e.g. adult2, zencrowd), not its model.
 
     References
     ----------
@@ -183,25 +328,20 @@ def dawid_skene(
     _check_em_options(max_iter, tol, n_init, alpha)
     gold_codes = check_gold(gold, matrix)
     rng = as_generator(random_state)
-    n_workers, n_classes = matrix.n_workers, matrix.n_classes
-    keys = matrix.workers.astype(np.int64) * n_classes + matrix.labels
-
-    def m_step(posteriors: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        counts = _class_weighted_counts(matrix, posteriors, keys, n_workers * n_classes)
-        # counts[(w, l), t] -> confusion[w, t, l]
-        confusion = counts.reshape(n_workers, n_classes, n_classes).transpose(0, 2, 1) + alpha
-        totals = confusion.sum(axis=2, keepdims=True)
-        confusion = np.divide(confusion, totals, out=np.full_like(confusion, 1.0 / n_classes), where=totals > 0)
-        prior = posteriors.sum(axis=0) + alpha
-        return _safe_log(confusion), _safe_log(prior / prior.sum())
-
-    def log_lik(log_confusion: NDArray[np.float64]) -> Callable[[int], NDArray[np.float64]]:
-        return lambda t: log_confusion[matrix.workers, t, matrix.labels]
-
-    log_confusion, posteriors, prior, log_likelihood, n_iter, converged = _run_em(
-        matrix, m_step=m_step, log_lik=log_lik, gold=gold_codes,
-        max_iter=max_iter, tol=tol, n_init=n_init, rng=rng,
-    )
+    one_hot = _one_hot(matrix)
+    best: tuple[Any, ...] | None = None
+    for run in range(n_init):
+        fit = _ds_em_run(
+            one_hot,
+            clamp_gold(_vote_shares(one_hot, matrix.n_classes), gold_codes) if run == 0
+            else _initial_posteriors(matrix, run, rng, gold_codes),
+            n_workers=matrix.n_workers, alpha=alpha, gold=gold_codes,
+            max_iter=max_iter, tol=tol, n_annotations=matrix.n_annotations,
+        )
+        if best is None or fit[3] > best[3]:
+            best = fit
+    assert best is not None
+    confusion, posteriors, prior, log_likelihood, n_iter, converged = best
     if not converged:
         warn_not_converged("dawid_skene", max_iter, tol)
     return AggregationResult(
@@ -210,7 +350,7 @@ def dawid_skene(
                 "gold_items": _count_gold(gold_codes)},
         labels=posteriors.argmax(axis=1),
         posteriors=posteriors,
-        worker_params={"confusion": np.exp(log_confusion)},
+        worker_params={"confusion": confusion},
         class_prior=prior,
         log_likelihood=log_likelihood,
         n_iter=n_iter,

@@ -67,19 +67,24 @@ def simulate(
     return matrix, truth, spammer
 
 
-def crowdkit_labels(matrix: AnnotationMatrix, method: str, **options) -> np.ndarray:
+def crowdkit_labels(matrix: AnnotationMatrix, method: str, *, as_is: bool = False, **options) -> np.ndarray:
     """crowd-kit's MACE labels as class codes (items without annotations: -1).
 
-    Workers and labels are passed as codes in order of first appearance. crowd-kit
-    indexes its parameters by ``pd.factorize`` order but its M-step counts come out
-    of ``groupby`` in sorted order; when the two orders differ it pairs workers with
-    other workers' strategies (which, on zencrowd, happens to score 0.87 against 0.77
-    for the consistent model). With first-appearance codes the orders agree.
+    Workers and labels are passed as codes in order of first appearance (unless
+    ``as_is``). crowd-kit 1.4 indexes its parameters by ``pd.factorize`` order but
+    its strategy counts come out of ``groupby(["worker", "label"]).unstack()`` in
+    sorted order; when the two orders differ it pairs each worker's strategy with the
+    wrong workers (rows) or the wrong labels (columns). With first-appearance codes the
+    orders agree and crowd-kit fits the MACE model; see
+    ``test_crowdkit_depends_on_label_coding``.
     """
     pd = pytest.importorskip("pandas")
     aggregation = pytest.importorskip("crowdkit.aggregation")
-    workers, _ = pd.factorize(matrix.workers)
-    labels, label_codes = pd.factorize(matrix.labels)
+    if as_is:
+        workers, labels, label_codes = matrix.workers, matrix.labels, np.arange(matrix.n_classes)
+    else:
+        workers, _ = pd.factorize(matrix.workers)
+        labels, label_codes = pd.factorize(matrix.labels)
     frame = pd.DataFrame({"task": matrix.items, "worker": workers, "label": labels})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -151,6 +156,54 @@ def test_paper_data_against_crowdkit():
         ours = accuracy(mace(matrix, method=method).labels, gold)
         theirs = accuracy(crowdkit_labels(matrix, method, n_restarts=1), gold)
         assert ours >= theirs - 0.005, (method, ours, theirs)
+
+
+# The shared data sets on which galton's sorted class codes are not in order of first
+# appearance: there crowd-kit, fed those codes as the benchmark does, misaligns its
+# strategy columns (see crowdkit_labels), so only first-appearance codes compare models.
+MISORDERED = ["zencrowd", "dog", "weather_cf", "snow_rte", "face", "music_genre"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MISORDERED)
+def test_real_data_against_crowdkit(name):
+    """Same model as crowd-kit's MACE (one restart: crowd-kit's ten are identical).
+
+    With crowd-kit's settings (50 iterations, no tolerance, delta = 0.01 / K) the two
+    agree to within one point (weather_cf has several local optima, so another random
+    start can end 2 items in 300 away), and our defaults (iterated to convergence,
+    best of ten distinct restarts) are never more than half a point worse.
+    """
+    matrix, gold = load_dataset(name)
+    for method in ("em", "vb"):
+        theirs = accuracy(crowdkit_labels(matrix, method, n_restarts=1), gold)
+        same = quiet_mace(matrix, method=method, n_init=1, max_iter=50, tol=0.0, smoothing=0.01 / matrix.n_classes)
+        assert accuracy(same.labels, gold) == pytest.approx(theirs, abs=0.01), (method, theirs)
+        assert accuracy(mace(matrix, method=method).labels, gold) >= theirs - 0.005, (method, theirs)
+
+
+@pytest.mark.slow
+def test_crowdkit_depends_on_label_coding():
+    """Snapshot of a crowd-kit 1.4 defect, the cause of the benchmark's zencrowd "gap".
+
+    zencrowd's first annotation says 1, so ``pd.factorize`` puts class 1 first while
+    crowd-kit's sorted strategy counts put class 0 first: each worker's spam strategy
+    is swapped. Fed sorted codes (the benchmark's frame) crowd-kit scores 0.864; fed
+    first-appearance codes it fits MACE and scores 0.788, as we do (EM: 0.772). Our fit
+    does not depend on how the classes are coded.
+    """
+    matrix, gold = load_dataset("zencrowd")
+    sorted_codes = accuracy(crowdkit_labels(matrix, "vb", as_is=True, n_restarts=1), gold)
+    consistent = accuracy(crowdkit_labels(matrix, "vb", n_restarts=1), gold)
+    assert sorted_codes == pytest.approx(0.8642, abs=0.001)
+    assert consistent == pytest.approx(0.7877, abs=0.001)
+    ours = mace(matrix, method="vb")
+    assert accuracy(ours.labels, gold) == pytest.approx(consistent, abs=0.001)
+    swapped = AnnotationMatrix.from_codes(
+        matrix.items, matrix.workers, 1 - matrix.labels, n_items=matrix.n_items, n_workers=matrix.n_workers
+    )
+    assert accuracy(1 - mace(swapped, method="vb").labels, gold) == pytest.approx(accuracy(ours.labels, gold))
+    assert accuracy(mace(matrix, method="em").labels, gold) == pytest.approx(0.7716, abs=0.001)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
