@@ -32,10 +32,10 @@ lint: venv
 	$(BIN)/lint-imports
 
 unit: venv
-	$(BIN)/pytest -q -n 2 -m "not slow"
+	$(BIN)/pytest -q -n 2 --dist loadgroup -m "not slow"
 
 test: lint
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 bench: venv
 	$(BIN)/python benchmarks/aggregation.py

@@ -1,7 +1,17 @@
-"""Shared fixtures: where the shared real datasets live (tests skip when they are absent)."""
+"""Shared fixtures: the shared real datasets (tests skip when absent) and a real Label Studio.
+
+The ``label_studio`` fixture starts one real Label Studio server (PyPI ``label-studio``,
+SQLite, 127.0.0.1, installed into ``.venv-ls`` by the Makefile) per test session: it
+migrates a data directory once, starts a server from a copy of it, and stops the server by
+its PID at the end. Tests that use it carry ``@pytest.mark.labelstudio``; with xdist they
+all run in one worker (``--dist loadgroup``), so the session starts one server.
+"""
 
 from __future__ import annotations
 
+import secrets
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,3 +33,59 @@ def crowd_dataset():
     from galton.connectors import read_crowd_dataset
 
     return lambda name: read_crowd_dataset(crowd_dataset_path(name))
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("labelstudio"):
+            item.add_marker(pytest.mark.xdist_group("labelstudio"))
+
+
+@dataclass
+class LabelStudioServer:
+    url: str
+    token: str
+    pid: int
+    data_dir: Path
+
+    def connector(self, **options):
+        from galton.connectors import LabelStudioConnector
+
+        return LabelStudioConnector(self.url, self.token, **options)
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """One real Label Studio server for the session (see the module doc).
+
+    For quick local iterations, ``GALTON_TEST_LS_URL`` and ``GALTON_TEST_LS_TOKEN`` point
+    the tests at a server you started yourself instead.
+    """
+    import os
+
+    if os.environ.get("GALTON_TEST_LS_URL") and os.environ.get("GALTON_TEST_LS_TOKEN"):
+        yield LabelStudioServer(os.environ["GALTON_TEST_LS_URL"], os.environ["GALTON_TEST_LS_TOKEN"], 0, Path())
+        return
+    from galton.backend.local_labelstudio import (
+        LabelStudioNotFound,
+        LocalLabelStudio,
+        find_label_studio,
+        migrated_template,
+    )
+
+    try:
+        find_label_studio()
+    except LabelStudioNotFound as error:
+        pytest.fail(f"{error}")  # make test installs it: a missing server is a broken setup, not a skip
+    token = secrets.token_hex(20)
+    password = secrets.token_urlsafe(16)
+    root = tmp_path_factory.mktemp("label-studio")
+    template = migrated_template(root / "template", token=token, password=password)
+    data_dir = root / "server"
+    shutil.copytree(template, data_dir)
+    server = LocalLabelStudio(data_dir=data_dir, token=token, password=password)
+    server.start()
+    try:
+        yield LabelStudioServer(server.url, token, server.pid or 0, data_dir)
+    finally:
+        server.stop()
