@@ -8,6 +8,7 @@ rater tables).
 
 from ._csv import CrowdDataset, read_annotations_csv, read_crowd_dataset, read_gold_csv
 from ._errors import PlatformError
+from ._export import write_table
 from ._labelstudio import GALTON_PREFIX, LabelStudioConnector, PredictionSpec, WriteSummary, prediction_result
 from ._ls_config import LabelConfig, Question, parse_label_config
 from ._ls_tasks import (
@@ -50,4 +51,5 @@ __all__ = [
     "sample_names",
     "sample_path",
     "seed_crowd_project",
+    "write_table",
 ]

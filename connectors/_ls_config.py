@@ -23,7 +23,7 @@ Class order comes from the config, so class codes stay stable across syncs.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,20 +289,3 @@ def question_answers(question: Question, value: Mapping[str, Any]) -> str | None
     if len(paths) > 1:
         raise InputError(f"a {question.control!r} taxonomy result selects {len(paths)} leaves; galton scores one")
     return TAXONOMY_SEPARATOR.join(str(part) for part in paths[0])
-
-
-def answer_value(question: Question, labels: Sequence[str]) -> dict[str, Any]:
-    """A result ``value`` dict for a control, from the consensus class of each of its questions.
-
-    ``labels`` has one class per question of the control (in config order); for a
-    multiple-choice control these are ``"no"``/``"yes"`` per choice.
-    """
-    if question.tag == "Choices":
-        if question.choice is not None:
-            raise ValueError("pass the control's first question and one label per choice")
-        return {"choices": list(labels)}
-    if question.tag == "Rating":
-        return {"rating": int(labels[0])}
-    if question.tag == "Pairwise":
-        return {"selected": labels[0]}
-    return {"taxonomy": [labels[0].split(TAXONOMY_SEPARATOR)]}
