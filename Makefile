@@ -19,7 +19,7 @@ venv: $(STAMP) $(LS_STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip uv
-	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev,bench,labelstudio]'
+	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev,bench,labelstudio,backend]'
 	touch $(STAMP)
 
 $(LS_STAMP): Makefile $(STAMP)

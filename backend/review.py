@@ -12,7 +12,8 @@ Turns a :class:`~galton.connectors.PulledProject` into what galton writes back:
   ``low_agreement``  raw agreement (Tratz & Hovy) below ``low_agreement``
   ``low_confidence`` consensus confidence below ``low_confidence``
   ``spam_suspect``   an annotator of the task has MACE spam probability above ``spam_probability``
-  ``gold_mismatch``  the task has gold and the consensus differs from it
+  ``gold_mismatch``  the task has gold and the raters' most frequent label differs from it
+                     (the consensus itself is clamped to gold)
   ``single_annotation`` only one annotation, so nothing to agree with
 
 * a rater table (one row per annotator and question) for export.
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from galton.connectors import PredictionSpec, PulledProject, prediction_result
+from galton.connectors import LabelConfig, PredictionSpec, PulledProject, prediction_result
 from galton.quality import (
     AggregationResult,
     AnnotationMatrix,
@@ -46,7 +47,7 @@ from galton.quality import (
     worker_scores,
 )
 
-__all__ = ["METHODS", "Review", "ReviewSettings", "review_project"]
+__all__ = ["METHODS", "Review", "ReviewSettings", "config_model_version", "review_project", "stored_worker_weights"]
 
 Method = Callable[..., AggregationResult]
 METHODS: dict[str, Method] = {
@@ -94,7 +95,12 @@ class Review:
 
 def model_version(pulled: PulledProject, settings: ReviewSettings) -> str:
     """``galton-<method>-<8 hex>``: stable while the method, options and questions stay."""
-    payload = json.dumps({"settings": asdict(settings), "config": pulled.config.to_dict()}, sort_keys=True)
+    return config_model_version(pulled.config, settings)
+
+
+def config_model_version(config: LabelConfig, settings: ReviewSettings) -> str:
+    """:func:`model_version` from a labeling config alone (what an ML backend's ``/setup`` knows)."""
+    payload = json.dumps({"settings": asdict(settings), "config": config.to_dict()}, sort_keys=True)
     return f"galton-{settings.method.replace('_', '-')}-{hashlib.sha256(payload.encode()).hexdigest()[:8]}"
 
 
@@ -102,8 +108,59 @@ def _number(value: float, digits: int = 4) -> float | None:
     return None if not np.isfinite(value) else round(float(value), digits)
 
 
-def review_project(pulled: PulledProject, settings: ReviewSettings | None = None) -> Review:
-    """Score every question of a pulled project and build the write-back (see module doc)."""
+def _worker_timing(pulled: PulledProject) -> dict[int, dict[str, Any]]:
+    """Per annotator: median and total lead time (s) and first/last annotation time."""
+    lead: dict[int, list[float]] = {}
+    stamps: dict[int, list[str]] = {}
+    for annotation in pulled.annotations:
+        if annotation.lead_time is not None:
+            lead.setdefault(annotation.worker, []).append(annotation.lead_time)
+        if annotation.created_at:
+            stamps.setdefault(annotation.worker, []).append(annotation.created_at)
+    out: dict[int, dict[str, Any]] = {}
+    for worker in {a.worker for a in pulled.annotations}:
+        times = lead.get(worker, [])
+        when = sorted(stamps.get(worker, []))
+        out[worker] = {
+            "median_lead_time_s": _number(float(np.median(times)), 2) if times else None,
+            "total_lead_time_s": _number(float(np.sum(times)), 1) if times else None,
+            "first_annotation_at": when[0] if when else None,
+            "last_annotation_at": when[-1] if when else None,
+        }
+    return out
+
+
+def stored_worker_weights(review: Review) -> dict[str, dict[Any, float]]:
+    """Per question, each worker's MACE competence from a review's rater table (for ``worker_weights``)."""
+    out: dict[str, dict[Any, float]] = {}
+    for row in review.worker_rows:
+        value = row.get("mace_competence")
+        if value is not None:
+            out.setdefault(row["question"], {})[row["worker"]] = float(value)
+    return out
+
+
+def _weighted(weights: Mapping[Any, float]) -> Method:
+    """A consensus method: votes weighted by known worker weights (the mean weight for newcomers)."""
+    default = float(np.mean(list(weights.values()))) if weights else 1.0
+
+    def method(m: AnnotationMatrix, gold: Any, seed: int, worker_ids: Any = ()) -> AggregationResult:
+        w = np.array([max(weights.get(worker, default), 1e-6) for worker in worker_ids], dtype=np.float64)
+        return weighted_vote(m, weights=w)
+
+    return method  # type: ignore[return-value]
+
+
+def review_project(pulled: PulledProject, settings: ReviewSettings | None = None, *,
+                   worker_weights: Mapping[str, Mapping[Any, float]] | None = None) -> Review:
+    """Score every question of a pulled project and build the write-back (see module doc).
+
+    ``worker_weights`` (question key -> worker id -> weight >= 0, e.g. from
+    :func:`stored_worker_weights` of an earlier review of the whole project) replaces the
+    consensus method by a weighted vote with those weights: how a few tasks are scored with
+    what the whole project taught about their annotators. The model version stays that of
+    ``settings``.
+    """
     settings = settings or ReviewSettings()
     method = METHODS[settings.method]
     version = model_version(pulled, settings)
@@ -120,8 +177,12 @@ def review_project(pulled: PulledProject, settings: ReviewSettings | None = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", StatisticsWarning)
-            result = method(matrix, gold, settings.random_state)
-            spam_fit = result if settings.method.startswith("mace") else mace(
+            if worker_weights is not None and worker_weights.get(key):
+                result = _weighted(worker_weights[key])(matrix, gold, settings.random_state,
+                                                        data.encoding.worker_ids)
+            else:
+                result = method(matrix, gold, settings.random_state)
+            spam_fit = result if settings.method.startswith("mace") and result.method.startswith("mace") else mace(
                 matrix, gold=gold, random_state=settings.random_state)
             scores = item_scores(matrix, result)
             raters = worker_scores(matrix, gold=gold if (gold >= 0).any() else None, mace_result=spam_fit,
@@ -150,7 +211,8 @@ def review_project(pulled: PulledProject, settings: ReviewSettings | None = None
                 flags.append("low_confidence")
             if suspect[code]:
                 flags.append("spam_suspect")
-            if gold[code] >= 0 and gold[code] != result.labels[code]:
+            # consensus is clamped to gold, so compare gold with what the raters said
+            if gold[code] >= 0 and gold[code] != int(np.argmax(scores.label_distribution[code])):
                 flags.append("gold_mismatch")
             for flag in flags:
                 n_flagged[flag] = n_flagged.get(flag, 0) + 1
@@ -167,6 +229,9 @@ def review_project(pulled: PulledProject, settings: ReviewSettings | None = None
                 "flags": flags,
             }
             entry["flags"] = sorted(set(entry["flags"]) | set(flags))
+    timing = _worker_timing(pulled)
+    for row in worker_rows:
+        row.update(timing.get(row["worker"], {}))
     predictions = {
         task_id: PredictionSpec(prediction_result(pulled.config, task_labels), min(confidences[task_id]))
         for task_id, task_labels in labels.items()

@@ -3,8 +3,9 @@
 The ``label_studio`` fixture starts one real Label Studio server (PyPI ``label-studio``,
 SQLite, 127.0.0.1, installed into ``.venv-ls`` by the Makefile) per test session: it
 migrates a data directory once, starts a server from a copy of it, and stops the server by
-its PID at the end. Tests that use it carry ``@pytest.mark.labelstudio``; with xdist they
-all run in one worker (``--dist loadgroup``), so the session starts one server.
+its PID at the end. Tests that use it carry ``LABEL_STUDIO_TESTS`` as their marks
+(``labelstudio`` and the xdist group ``labelstudio``): with ``--dist loadgroup`` they all
+run in one worker, so a test session starts one server.
 """
 
 from __future__ import annotations
@@ -35,10 +36,7 @@ def crowd_dataset():
     return lambda name: read_crowd_dataset(crowd_dataset_path(name))
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.get_closest_marker("labelstudio"):
-            item.add_marker(pytest.mark.xdist_group("labelstudio"))
+LABEL_STUDIO_TESTS = [pytest.mark.labelstudio, pytest.mark.xdist_group("labelstudio")]
 
 
 @dataclass

@@ -27,9 +27,9 @@ from galton.connectors import (
     seed_crowd_project,
 )
 from galton.quality import mace
-from tests.conftest import crowd_dataset_path
+from tests.conftest import LABEL_STUDIO_TESTS, crowd_dataset_path
 
-pytestmark = pytest.mark.labelstudio
+pytestmark = LABEL_STUDIO_TESTS
 
 
 def source_triplets(dataset):
