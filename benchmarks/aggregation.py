@@ -5,8 +5,8 @@ Two parts:
 * **real data** -- every dataset folder (``annotations.csv`` and optionally ``gold.csv``)
   in ``../shared/data/crowd``: galton's majority_vote, wawa, dawid_skene,
   one_coin_dawid_skene, glad, mace(em) and mace(vb) next to crowd-kit's MajorityVote,
-  Wawa, DawidSkene, OneCoinDawidSkene, GLAD and MACE (crowd-kit defaults), scored on the
-  gold items that have annotations.
+  Wawa, DawidSkene, OneCoinDawidSkene, GLAD and MACE (crowd-kit defaults; MACE with the
+  row's method), scored on the gold items that have annotations.
 * **synthetic** -- :func:`galton.quality._simulate.simulate_crowd` crowds of 10k to 10M
   annotations (10 classes, 20% uniform spammers, 5 labels per item): galton's
   dawid_skene and mace fit time, accuracy against the planted truth, AUROC of the MACE
@@ -30,7 +30,17 @@ Run from the repository root::
     .venv/bin/python benchmarks/aggregation.py --quick         # ~2 min
     .venv/bin/python benchmarks/aggregation.py --skip-real --sizes 1M,10M
 
-Results are printed as tables and written as JSON to ``benchmarks/results/aggregation.json``.
+    .venv/bin/python benchmarks/aggregation.py --markdown-only # re-render the .md from the JSON
+
+Results are printed as tables and written as JSON to ``benchmarks/results/aggregation.json``;
+every run then renders ``benchmarks/results/aggregation.md`` (goals, per-dataset accuracy,
+synthetic timings) from that JSON.
+
+crowd-kit is fed integer codes in order of first appearance (:class:`CrowdkitFrame`):
+crowd-kit 1.4.2's MACE mis-pairs its strategy counts with workers and labels otherwise.
+Its DawidSkene often stops after 2-3 EM steps because its "ELBO" falls; the JSON records
+how many steps it ran, why it stopped and, where the ELBO fell, its accuracy after all 100
+steps.
 """
 
 from __future__ import annotations
@@ -174,47 +184,108 @@ def quiet_crowdkit() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
 
 
-def frame(matrix: Any) -> Any:
-    import pandas as pd
+class CrowdkitFrame:
+    """A matrix as the DataFrame crowd-kit reads, coded in order of first appearance.
 
-    return pd.DataFrame({"task": matrix.items, "worker": matrix.workers, "label": matrix.labels})
+    crowd-kit 1.4.2's ``MACE`` numbers its parameters by ``pd.factorize`` (order of first
+    appearance) but builds its strategy counts with a sorted ``groupby(...).unstack()``
+    and uses them by position. Unless the two orders agree it pairs each worker's
+    strategy with the wrong workers or labels, and what it fits is not MACE (zencrowd:
+    0.864 with galton's sorted class codes, 0.847 with the original string ids, 0.788
+    with first-appearance codes, which is what galton's own MACE scores). Integer codes
+    in order of first appearance make both orders the same, so every crowd-kit method
+    gets this frame and its answers are mapped back to galton's item and class codes.
+    """
+
+    def __init__(self, matrix: Any) -> None:
+        import pandas as pd
+
+        tasks, self.items = pd.factorize(matrix.items)
+        workers, self.workers = pd.factorize(matrix.workers)
+        labels, self.classes = pd.factorize(matrix.labels)
+        self.items = np.asarray(self.items, dtype=np.int64)
+        self.workers = np.asarray(self.workers, dtype=np.int64)
+        self.classes = np.asarray(self.classes, dtype=np.int64)
+        self.n_items = matrix.n_items
+        self.n_workers = matrix.n_workers
+        self.df = pd.DataFrame({"task": tasks, "worker": workers, "label": labels})
+
+    def labels(self, series: Any) -> np.ndarray:
+        """crowd-kit's labels (a Series indexed by task code) as galton class codes,
+        ``(n_items,)`` in galton item order, -1 for items it did not label."""
+        labels = np.full(self.n_items, -1, dtype=np.int64)
+        tasks = series.index.to_numpy(dtype=np.int64)
+        labels[self.items[tasks]] = self.classes[series.to_numpy(dtype=np.int64)]
+        return labels
+
+    def per_worker(self, values: Any) -> np.ndarray:
+        """A crowd-kit per-worker array (rows in its worker order) in galton worker order."""
+        out = np.full(self.n_workers, np.nan)
+        out[self.workers] = np.asarray(values, dtype=np.float64)
+        return out
 
 
-def crowdkit_labels(series: Any, n_items: int) -> np.ndarray:
-    """crowd-kit's labels (a Series indexed by task code) as an ``(n_items,)`` array, -1 if absent."""
-    labels = np.full(n_items, -1, dtype=np.int64)
-    labels[series.index.to_numpy(dtype=np.int64)] = series.to_numpy(dtype=np.int64)
-    return labels
+def crowdkit_ds_stop(loss_history: Sequence[float], n_iter: int) -> str:
+    """Why crowd-kit's DawidSkene stopped: its loop breaks when ``new - old < tol``, a
+    fall of its "ELBO" included (that ELBO adds log prior once per annotation, not once
+    per item, so it can fall while the likelihood still rises)."""
+    if len(loss_history) >= n_iter:
+        return "n_iter"
+    if len(loss_history) >= 2 and loss_history[-1] < loss_history[-2]:
+        return "elbo fell"
+    return "tol"
 
 
-def crowdkit_wawa(df: Any) -> Any:
+def crowdkit_dawid_skene(frame: CrowdkitFrame) -> tuple[np.ndarray, dict[str, Any]]:
+    """crowd-kit DawidSkene with its defaults; where it stopped because its ELBO fell,
+    also a run of all ``n_iter`` steps (``tol=-inf``) to show what the model converges to."""
+    from crowdkit.aggregation import DawidSkene
+
+    model = DawidSkene()
+    labels = frame.labels(model.fit_predict(frame.df))
+    extra: dict[str, Any] = {
+        "crowdkit_n_iter": len(model.loss_history_),
+        "crowdkit_stop": crowdkit_ds_stop(model.loss_history_, model.n_iter),
+    }
+    if extra["crowdkit_stop"] == "elbo fell":
+        full = DawidSkene(tol=-np.inf)
+        extra["crowdkit_full_labels"] = frame.labels(full.fit_predict(frame.df))
+        extra["crowdkit_full_n_iter"] = len(full.loss_history_)
+    return labels, extra
+
+
+def crowdkit_wawa(frame: CrowdkitFrame) -> tuple[np.ndarray, dict[str, Any]]:
     # crowd-kit 1.4.2's Wawa.predict calls sklearn's check_is_fitted, which fails on
     # scikit-learn >= 1.6 (no __sklearn_tags__); this is what Wawa._apply does after it.
     from crowdkit.aggregation import MajorityVote, Wawa
 
-    return MajorityVote().fit(df, skills=Wawa().fit(df).skills_).labels_
+    df = frame.df
+    return frame.labels(MajorityVote().fit(df, skills=Wawa().fit(df).skills_).labels_), {}
 
 
 # --------------------------------------------------------------------------- real data
-def real_methods() -> list[tuple[str, Callable[[Any], Any], Callable[[Any], Any] | None]]:
-    from crowdkit.aggregation import GLAD, MACE, DawidSkene, MajorityVote, OneCoinDawidSkene
+CrowdkitFit = Callable[[CrowdkitFrame], tuple[np.ndarray, dict[str, Any]]]
+
+
+def real_methods() -> list[tuple[str, Callable[[Any], Any], CrowdkitFit | None]]:
+    from crowdkit.aggregation import GLAD, MACE, MajorityVote, OneCoinDawidSkene
 
     from galton.quality._dawid_skene import dawid_skene, one_coin_dawid_skene
     from galton.quality._glad import glad
     from galton.quality._mace import mace
     from galton.quality._votes import majority_vote, wawa
 
-    def ck(make: Callable[[], Any]) -> Callable[[Any], Any]:
-        return lambda df: make().fit_predict(df)
+    def ck(make: Callable[[], Any]) -> CrowdkitFit:
+        return lambda frame: (frame.labels(make().fit_predict(frame.df)), {})
 
     return [
         ("majority_vote", majority_vote, ck(MajorityVote)),
         ("wawa", wawa, crowdkit_wawa),
-        ("dawid_skene", dawid_skene, ck(DawidSkene)),
+        ("dawid_skene", dawid_skene, crowdkit_dawid_skene),
         ("one_coin_dawid_skene", one_coin_dawid_skene, ck(OneCoinDawidSkene)),
         ("glad", glad, ck(GLAD)),
-        ("mace(em)", lambda m: mace(m, method="em"), ck(MACE)),
-        ("mace(vb)", lambda m: mace(m, method="vb"), ck(MACE)),
+        ("mace(em)", lambda m: mace(m, method="em"), ck(lambda: MACE(method="em"))),
+        ("mace(vb)", lambda m: mace(m, method="vb"), ck(lambda: MACE(method="vb"))),
     ]
 
 
@@ -248,15 +319,13 @@ def run_real(data: Path, quick: bool) -> list[dict[str, Any]]:
     return results
 
 
-def run_dataset(
-    dataset: Any, methods: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any] | None]]
-) -> dict[str, Any]:
+def run_dataset(dataset: Any, methods: list[tuple[str, Callable[[Any], Any], CrowdkitFit | None]]) -> dict[str, Any]:
     """Every method on one dataset, galton and crowd-kit, scored on the annotated gold items."""
     m = dataset.matrix
     gold = dataset.gold_codes()
     scored = (gold >= 0) & (m.item_sizes() > 0)
     n_scored = int(scored.sum())
-    df = frame(m)
+    frame = CrowdkitFrame(m)
     entry: dict[str, Any] = {
         "dataset": dataset.name,
         "n_annotations": m.n_annotations,
@@ -271,7 +340,6 @@ def run_dataset(
     def accuracy(labels: np.ndarray) -> float | None:
         return float(np.mean(labels[scored] == gold[scored])) if n_scored else None
 
-    ck_cache: dict[str, tuple[np.ndarray, float]] = {}
     for name, galton_fit, ck_fit in methods:
         result, galton_s = timed(lambda fit=galton_fit: fit(m))
         row: dict[str, Any] = {
@@ -288,17 +356,22 @@ def run_dataset(
                 "(it takes minutes there)"
             )
         elif ck_fit is not None:
-            key = "mace" if name.startswith("mace") else name  # one crowd-kit MACE run serves both rows
-            if key not in ck_cache:
-                labels, ck_s = timed(lambda fit=ck_fit: fit(df))
-                ck_cache[key] = (crowdkit_labels(labels, m.n_items), ck_s)
-            labels, ck_s = ck_cache[key]
+            (labels, extra), ck_s = timed(lambda fit=ck_fit: fit(frame))
             row["crowdkit_accuracy"] = accuracy(labels)
             row["crowdkit_s"] = ck_s
+            full = extra.pop("crowdkit_full_labels", None)
+            row.update(extra)
+            if full is not None:
+                row["crowdkit_full_accuracy"] = accuracy(full)
         entry["methods"][name] = row
     if not n_scored:
         entry["notes"].append("no gold labels on annotated items: accuracy not scored")
-    entry["notes"].append("crowd-kit MACE (method='vb', its default) is compared with both mace rows")
+    ds = entry["methods"]["dawid_skene"]
+    if ds.get("crowdkit_stop") == "elbo fell":
+        entry["notes"].append(
+            f"crowd-kit DawidSkene stopped after {ds['crowdkit_n_iter']} EM steps because its ELBO fell; "
+            f"run all {ds['crowdkit_full_n_iter']} steps (tol=-inf) it scores {pct(ds.get('crowdkit_full_accuracy'))}"
+        )
     flags = []
     for name in ("dawid_skene", "mace(em)", "mace(vb)"):
         row = entry["methods"][name]
@@ -306,7 +379,12 @@ def run_dataset(
             gap = 100 * (row["crowdkit_accuracy"] - row["galton_accuracy"])
             row["flag"] = bool(gap > FLAG_POINTS)
             if row["flag"]:
-                flags.append(f"FLAG: galton {name} is {gap:.2f} points below crowd-kit")
+                flag = f"FLAG: galton {name} is {gap:.2f} points below crowd-kit"
+                full = row.get("crowdkit_full_accuracy")
+                if full is not None and 100 * (full - row["galton_accuracy"]) <= FLAG_POINTS:
+                    row["flag_explained"] = "crowd-kit early stop"
+                    flag += " (explained: crowd-kit's early stop, see note)"
+                flags.append(flag)
     entry["flags"] = flags
     return entry
 
@@ -322,13 +400,14 @@ def print_real(entry: dict[str, Any]) -> None:
                 pct(row["crowdkit_accuracy"]),
                 secs(row["galton_s"]),
                 secs(row["crowdkit_s"]),
+                row.get("crowdkit_n_iter", ""),
             ]
         )
     title = (
         f"\n== {entry['dataset']}: {entry['n_annotations']} annotations, {entry['n_items']} items, "
         f"{entry['n_workers']} workers, {entry['n_classes']} classes, {entry['n_gold_scored']} gold scored"
     )
-    print(table(["method", "galton acc", "crowd-kit acc", "galton s", "crowd-kit s"], rows, title))
+    print(table(["method", "galton acc", "crowd-kit acc", "galton s", "crowd-kit s", "ck steps"], rows, title))
     for line in entry["flags"] + entry["notes"]:
         print("  " + line)
 
@@ -417,27 +496,26 @@ def run_crowdkit_synthetic(shape: dict[str, int]) -> dict[str, Any]:
     from galton.quality._simulate import simulate_crowd
 
     crowd = simulate_crowd(shape["n_items"], n_workers=shape["n_workers"], **SYNTHETIC)
-    m = crowd.matrix
-    df = frame(m)
+    frame = CrowdkitFrame(crowd.matrix)
     out: dict[str, Any] = {}
-    labels, seconds = timed(lambda: DawidSkene().fit_predict(df))
+    model = DawidSkene()
+    labels, seconds = timed(lambda: model.fit_predict(frame.df))
     out["dawid_skene"] = {
         "seconds": seconds,
-        "accuracy": float(np.mean(crowdkit_labels(labels, m.n_items) == crowd.true_labels)),
+        "accuracy": float(np.mean(frame.labels(labels) == crowd.true_labels)),
+        "n_iter": len(model.loss_history_),
+        "stop": crowdkit_ds_stop(model.loss_history_, model.n_iter),
     }
-    model = MACE()
-    labels, seconds = timed(lambda: model.fit_predict(df))
-    # crowd-kit codes workers in order of appearance; spamming_[:, 0] is P(spam)
-    import pandas as pd
-
-    _, uniques = pd.factorize(df["worker"])
-    spam = np.full(m.n_workers, np.nan)
-    spam[np.asarray(uniques, dtype=np.int64)] = model.spamming_[:, 0]
-    out["mace"] = {
-        "seconds": seconds,
-        "accuracy": float(np.mean(crowdkit_labels(labels, m.n_items) == crowd.true_labels)),
-        "spammer_auroc": auroc(crowd.is_spammer, 1.0 - spam),
-    }
+    for method in ("em", "vb"):
+        model = MACE(method=method)
+        labels, seconds = timed(lambda model=model: model.fit_predict(frame.df))
+        # spamming_[:, 0] is P(spam), rows in crowd-kit's worker order
+        spam = frame.per_worker(model.spamming_[:, 0])
+        out[f"mace({method})"] = {
+            "seconds": seconds,
+            "accuracy": float(np.mean(frame.labels(labels) == crowd.true_labels)),
+            "spammer_auroc": auroc(crowd.is_spammer, 1.0 - spam),
+        }
     return out
 
 
@@ -476,14 +554,11 @@ def run_synthetic(sizes: Sequence[int]) -> list[dict[str, Any]]:
             entry["crowdkit"] = run_crowdkit_synthetic(shape)
             for name, row in entry["crowdkit"].items():
                 print(f"  crowd-kit {name}: {row['seconds']:.2f} s, acc {pct(row['accuracy'])}", flush=True)
-            speed = {}
-            ds = entry["galton"]["dawid_skene"]
-            if "seconds" in ds:
-                speed["dawid_skene"] = entry["crowdkit"]["dawid_skene"]["seconds"] / ds["seconds"]
-            for method in ("mace(em)", "mace(vb)"):
-                if "seconds" in entry["galton"][method]:
-                    speed[method] = entry["crowdkit"]["mace"]["seconds"] / entry["galton"][method]["seconds"]
-            entry["speedup_vs_crowdkit"] = speed
+            entry["speedup_vs_crowdkit"] = {
+                method: entry["crowdkit"][method]["seconds"] / entry["galton"][method]["seconds"]
+                for method in SYNTHETIC_METHODS
+                if "seconds" in entry["galton"][method]
+            }
         else:
             entry["crowdkit"] = None
             entry["note"] = (
@@ -500,8 +575,7 @@ def print_synthetic(results: list[dict[str, Any]]) -> None:
     for entry in results:
         for method in SYNTHETIC_METHODS:
             row = entry["galton"][method]
-            ck_name = "dawid_skene" if method == "dawid_skene" else "mace"
-            ck = (entry.get("crowdkit") or {}).get(ck_name)
+            ck = (entry.get("crowdkit") or {}).get(method)
             speed = (entry.get("speedup_vs_crowdkit") or {}).get(method)
             rows.append(
                 [
@@ -534,7 +608,7 @@ def print_synthetic(results: list[dict[str, Any]]) -> None:
     print(table(headers, rows, "\n== synthetic crowds (10 classes, 20% spammers, 5 labels per item)"))
     print("  peak MiB: peak RSS (VmHWM) of a fresh process that simulates the crowd and runs the fit;")
     print("  base MiB: the same process without the fit; fit MiB = peak - base.")
-    print("  crowd-kit MACE (its default method='vb') is the reference for both mace rows.")
+    print("  crowd-kit gets first-appearance codes (see CrowdkitFrame); its MACE runs with the same method.")
     for entry in results:
         if entry.get("note"):
             print(f"  {entry['size']}: {entry['note']}")
@@ -599,6 +673,170 @@ def print_goals(results: list[dict[str, Any]]) -> None:
     print(table(["goal", "status", "measured"], rows, "\n== goals"))
 
 
+# --------------------------------------------------------------------------- markdown
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
+    """A GitHub markdown table; the first ``left`` columns left-aligned, the rest right-aligned."""
+    align = [":---"] * left + ["---:"] * (len(headers) - left)
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    out += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def goals_markdown(report: dict[str, Any]) -> str:
+    rows = [[g["goal"], {True: "PASS", False: "FAIL", None: "n/a"}[g["passed"]], g["detail"]] for g in report["goals"]]
+    return md_table(["goal", "status", "measured"], rows, left=3)
+
+
+def real_markdown(report: dict[str, Any]) -> str:
+    """Accuracy on gold (%) of the three EM models, galton vs crowd-kit, one row per dataset."""
+    rows = []
+    for entry in report["real"]:
+        ms = entry["methods"]
+        ds = ms["dawid_skene"]
+        steps = ds.get("crowdkit_n_iter", "-")
+        if ds.get("crowdkit_stop") == "elbo fell":
+            steps = f"{steps} (ELBO fell)"
+        rows.append(
+            [
+                entry["dataset"],
+                entry["n_annotations"],
+                entry["n_gold_scored"],
+                pct(ds["galton_accuracy"]),
+                pct(ds["crowdkit_accuracy"]),
+                steps,
+                pct(ds.get("crowdkit_full_accuracy")),
+                pct(ms["mace(em)"]["galton_accuracy"]),
+                pct(ms["mace(em)"]["crowdkit_accuracy"]),
+                pct(ms["mace(vb)"]["galton_accuracy"]),
+                pct(ms["mace(vb)"]["crowdkit_accuracy"]),
+            ]
+        )
+    headers = [
+        "dataset",
+        "annotations",
+        "gold",
+        "DS galton",
+        "DS crowd-kit",
+        "crowd-kit DS steps",
+        "crowd-kit DS, all 100 steps",
+        "MACE em galton",
+        "MACE em crowd-kit",
+        "MACE vb galton",
+        "MACE vb crowd-kit",
+    ]
+    return md_table(headers, rows)
+
+
+def votes_markdown(report: dict[str, Any]) -> str:
+    """Accuracy on gold (%) of the vote methods, one-coin DS and GLAD, galton / crowd-kit."""
+    names = ("majority_vote", "wawa", "one_coin_dawid_skene", "glad")
+    rows = []
+    for entry in report["real"]:
+        cells: list[Any] = [entry["dataset"]]
+        for name in names:
+            row = entry["methods"][name]
+            cells.append(f"{pct(row['galton_accuracy'])} / {pct(row['crowdkit_accuracy'])}")
+        rows.append(cells)
+    return md_table(["dataset (galton / crowd-kit)", *names], rows)
+
+
+def synthetic_markdown(report: dict[str, Any]) -> str:
+    """Fit seconds at every synthetic size, galton and crowd-kit, and crowd-kit / galton."""
+    rows = []
+    for entry in report["synthetic"]:
+        ck = entry.get("crowdkit") or {}
+        speed = entry.get("speedup_vs_crowdkit") or {}
+        cells: list[Any] = [entry["size"], entry["n_annotations"]]
+        cells += [secs(entry["galton"][m].get("seconds")) for m in SYNTHETIC_METHODS]
+        cells += [secs(ck[m]["seconds"]) if m in ck else "-" for m in SYNTHETIC_METHODS]
+        cells += [f"{speed[m]:.1f}x" if m in speed else "-" for m in SYNTHETIC_METHODS]
+        rows.append(cells)
+    headers = ["size", "annotations"]
+    headers += [f"galton {m} s" for m in SYNTHETIC_METHODS]
+    headers += [f"crowd-kit {m} s" for m in SYNTHETIC_METHODS]
+    headers += [f"speed-up {m}" for m in SYNTHETIC_METHODS]
+    return md_table(headers, rows)
+
+
+def synthetic_quality_markdown(report: dict[str, Any]) -> str:
+    """Accuracy against the planted truth, spammer AUROC and peak memory per synthetic size."""
+    rows = []
+    for entry in report["synthetic"]:
+        ck = entry.get("crowdkit") or {}
+        g = entry["galton"]
+        cells: list[Any] = [entry["size"]]
+        for m in SYNTHETIC_METHODS:
+            theirs = pct(ck[m]["accuracy"]) if m in ck else "-"
+            cells.append(f"{pct(g[m].get('accuracy'))} / {theirs}")
+        for m in ("mace(em)", "mace(vb)"):
+            auc = g[m].get("spammer_auroc")
+            cells.append("-" if auc is None else f"{auc:.4f}")
+        cells.append(" / ".join(mib(g[m].get("peak_rss")) for m in SYNTHETIC_METHODS))
+        cells.append(mib(entry.get("baseline_peak_rss")))
+        rows.append(cells)
+    headers = ["size"]
+    headers += [f"{m} acc galton / crowd-kit" for m in SYNTHETIC_METHODS]
+    headers += ["mace(em) spam AUROC", "mace(vb) spam AUROC", "peak MiB ds / em / vb", "baseline MiB"]
+    return md_table(headers, rows)
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    """The whole results page, built only from the JSON report."""
+    mach = report["machine"]
+    synth = report["options"]["synthetic"]
+    parts = [
+        "# Consensus benchmark: galton vs crowd-kit",
+        "",
+        f"Written by `benchmarks/aggregation.py` from `aggregation.json` ({report['date']}, "
+        f"{report.get('total_s', 0):.0f} s). Machine: {mach['platform']}, {mach['cpu_count']} CPUs, "
+        f"Python {mach['python']}, numpy {mach['numpy']}, scipy {mach['scipy']}, pandas {mach['pandas']}, "
+        f"crowd-kit {mach['crowd_kit']}.",
+        "",
+        "crowd-kit gets every dataset as integer codes in order of first appearance (task, worker and "
+        "label), and its answers are mapped back to galton's codes: its MACE mis-pairs strategies "
+        "with workers and labels otherwise. Its MACE runs with the same method (em or vb) as the row.",
+    ]
+    if report["goals"]:
+        parts += ["", "## Goals", "", goals_markdown(report)]
+    if report["real"]:
+        parts += [
+            "",
+            "## Real datasets: accuracy on gold (%)",
+            "",
+            real_markdown(report),
+            "",
+            "*crowd-kit DS steps*: EM steps crowd-kit's DawidSkene ran before it stopped (at most 100). "
+            "*ELBO fell*: it stopped because its ELBO, which adds the log class prior once per annotation "
+            "rather than once per item, went down; *all 100 steps* is the same model run with `tol=-inf`.",
+            "",
+            votes_markdown(report),
+        ]
+        notes = [
+            f"- {entry['dataset']}: {line}"
+            for entry in report["real"]
+            for line in entry.get("flags", []) + entry.get("notes", [])
+        ]
+        if notes:
+            parts += ["", "Notes:", "", *notes]
+    if report["synthetic"]:
+        parts += [
+            "",
+            "## Synthetic crowds: fit time",
+            "",
+            f"{synth['n_classes']} classes, {synth['labels_per_item']} labels per item, "
+            f"{100 * synth['spammer_share']:.0f}% uniform spammers; crowd-kit only up to "
+            f"{size_name(CK_SYNTHETIC_MAX_ANNOTATIONS)} annotations. Speed-up = crowd-kit s / galton s.",
+            "",
+            synthetic_markdown(report),
+            "",
+            synthetic_quality_markdown(report),
+            "",
+            "Peak MiB: peak RSS (VmHWM) of a fresh process that simulates the crowd and runs one fit; "
+            "baseline: the same process without the fit.",
+        ]
+    return "\n".join(parts) + "\n"
+
+
 # --------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -615,10 +853,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-synthetic", action="store_true", help="skip the synthetic part")
     parser.add_argument("--quick", action="store_true", help="10k and 100k only, the two smallest real datasets")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="markdown summary, written from the JSON on every run (default: --out with suffix .md)",
+    )
+    parser.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="run nothing: rewrite the markdown summary from the existing JSON at --out",
+    )
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child:
         child_main(args._child)
+        return 0
+    markdown = args.markdown or args.out.with_suffix(".md")
+    if args.markdown_only:
+        write_markdown(args.out, markdown)
         return 0
 
     quiet_crowdkit()
@@ -646,7 +899,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
     print(f"\nwrote {args.out} ({report['total_s']:.0f} s)")
+    write_markdown(args.out, markdown)
     return 0
+
+
+def write_markdown(json_path: Path, markdown: Path) -> None:
+    """Render the markdown summary from the JSON file (not from in-memory results), so the
+    page always shows exactly what the JSON holds."""
+    report = json.loads(json_path.read_text())
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(markdown_report(report))
+    print(f"wrote {markdown}")
 
 
 if __name__ == "__main__":
