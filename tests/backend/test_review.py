@@ -51,7 +51,7 @@ def test_consensus_and_scores_equal_the_engine_on_real_data(method, engine):
 
 
 def test_flags_follow_their_thresholds():
-    data, config, tasks = sample_tasks()
+    _, config, tasks = sample_tasks()
     pulled = parse_tasks(tasks, config, item_field="item")
     settings = ReviewSettings(method="mace", low_agreement=0.6, low_confidence=0.7, spam_probability=0.5)
     review = review_project(pulled, settings)

@@ -1,0 +1,279 @@
+"""galton as a Label Studio ML backend: the Flask app factory and its routes.
+
+Routes (the protocol Label Studio 1.23 speaks; see ``../shared/label-studio.md``):
+
+``GET /health``, ``GET /``   ``{"status": "UP", "model_class": "galton", ...}`` (no auth: for
+                              container health checks; it reveals nothing about projects)
+``POST /setup``              ``{"model_version": "galton-<method>-<hash>"}`` for the project's config
+``POST /predict``            ``{"results": [...]}``: one entry per task, in order: the consensus
+                              prediction, or ``[]`` (no prediction) for a task galton cannot score
+``POST /webhook``            enqueue a review job (annotation created / updated / deleted, tasks
+                              created / deleted, project updated); START_TRAINING is recorded;
+                              ``GALTON_RESCORE`` (galton's own) asks for a full re-score
+``POST /train``              older Label Studio training call: recorded as unavailable
+``GET /versions``            ``{"versions": [...]}`` model versions in the state
+``GET /metrics``             Prometheus text: requests, jobs, queue depth, predictions
+``GET /jobs``                the latest job records (JSON; ``?project=ID``)
+
+Errors are mapped in one place (:func:`_error`): ``{"error", "detail"}`` bodies, 400 for
+malformed requests, 401 for missing or wrong credentials, never a traceback or task data.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from galton.connectors import LabelStudioConnector
+
+from .jobs import JobQueue, Reviewer, project_id_of
+from .settings import SECRET_HEADER, Settings
+from .state import StateStore
+
+__all__ = ["BadRequest", "create_app"]
+
+log = logging.getLogger(__name__)
+MODEL_CLASS = "galton"
+REVIEW_EVENTS = frozenset({
+    "ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED",
+    "TASKS_CREATED", "TASKS_DELETED", "PROJECT_UPDATED",
+})
+RESCORE_EVENT = "GALTON_RESCORE"
+PUBLIC = frozenset({"health", "index"})
+
+
+class BadRequest(ValueError):
+    """A malformed request: answered with 400 and the message as ``detail``."""
+
+
+class Unauthorized(Exception):
+    """Missing or wrong credentials: 401."""
+
+
+def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> Response:
+    response = jsonify({"error": error, "detail": detail})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _same(given: str | None, expected: str | None) -> bool:
+    """Constant-time comparison of two secrets (False when either is missing)."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _basic_credentials() -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return user, password
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
+    return body
+
+
+def create_app(settings: Settings | None = None, *, store: StateStore | None = None,
+               connector_factory: Callable[[], LabelStudioConnector] | None = None,
+               queue: JobQueue | None = None, start_workers: bool = True) -> Flask:
+    """The backend as a Flask app.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Default: :meth:`Settings.from_env` (read once, here).
+    store : StateStore, optional
+        Default: opened at ``settings.state_url``.
+    connector_factory : callable, optional
+        Makes the Label Studio connector jobs use (tests pass a fake).
+    queue : JobQueue, optional
+        Default: a queue with ``settings.worker_threads`` threads (``start_workers=False``
+        gives one without threads, driven by ``queue.run_next()``).
+    """
+    settings = settings or Settings.from_env()
+    settings.validate()
+    store = store or StateStore(settings.state_url)
+    reviewer = Reviewer(settings, store, connector_factory)
+    reviewer.queue = queue or JobQueue(reviewer.run, settings.worker_threads, start=start_workers)
+    # explicit paths: galton is a namespace package (setuptools package-dir), which Flask's
+    # package lookup does not handle; the backend serves no files, so nothing else needs them
+    here = os.path.dirname(os.path.abspath(__file__))
+    app = Flask("galton.backend", root_path=here, instance_path=os.path.join(here, "instance"))
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions["galton"] = reviewer
+    requests_seen: Counter[tuple[str, int]] = Counter()
+    latency: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    # -------------------------------------------------------------- auth
+    @app.before_request
+    def _auth() -> Response | None:
+        g.started = time.perf_counter()
+        if settings.auth_off or request.endpoint in PUBLIC:
+            return None
+        credentials = _basic_credentials()
+        if settings.basic_auth and credentials is not None and _same(credentials[0], settings.basic_auth_user) \
+                and _same(credentials[1], settings.basic_auth_password):
+            return None
+        if request.endpoint == "webhook" and settings.webhook_secret \
+                and _same(request.headers.get(SECRET_HEADER), settings.webhook_secret):
+            return None
+        if request.endpoint != "webhook" and not settings.basic_auth:
+            return None  # only a webhook secret is configured: it guards the webhook alone
+        log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote_addr,
+                    "wrong credentials" if credentials or request.headers.get(SECRET_HEADER) else "no credentials")
+        return _error(401, "unauthorized", "missing or wrong credentials (HTTP basic auth, or the "
+                      f"{SECRET_HEADER} header on webhooks)", {"WWW-Authenticate": 'Basic realm="galton"'})
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        with lock:
+            requests_seen[(request.endpoint or "unknown", response.status_code)] += 1
+            if "started" in g:
+                latency[request.endpoint or "unknown"] += int((time.perf_counter() - g.started) * 1e6)
+        return response
+
+    @app.errorhandler(BadRequest)
+    def _bad(error: BadRequest) -> Response:
+        return _error(400, "bad_request", str(error))
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Response:
+        return _error(error.code or 500, (error.name or "error").lower().replace(" ", "_"),
+                      error.description or "")
+
+    @app.errorhandler(Exception)
+    def _internal(error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal_error", "galton failed on this request; see the backend's log")
+
+    # -------------------------------------------------------------- routes
+    @app.get("/")
+    def index() -> Response:
+        return health()
+
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify({"status": "UP", "model_class": MODEL_CLASS, "method": settings.review.method,
+                        "write_back": settings.can_write_back})
+
+    @app.post("/setup")
+    def setup() -> Response:
+        body = _json_body()
+        schema = body.get("schema")
+        if not isinstance(schema, str) or not schema.strip():
+            raise BadRequest("'schema' (the project's labeling config XML) is missing")
+        version = _version(schema)
+        project_id = project_id_of(body.get("project"))
+        if project_id is not None and settings.can_write_back and reviewer.live(project_id) is None \
+                and not store.jobs(project_id, limit=1):
+            reviewer.submit(project_id, "setup")  # first contact: review the whole project once
+        return jsonify({"model_version": version})
+
+    def _version(xml: str) -> str:
+        try:
+            return reviewer.model_version(xml)
+        except ValueError as error:
+            raise BadRequest(f"the labeling config cannot be read: {error}") from None
+
+    @app.post("/predict")
+    def predict() -> Response:
+        body = _json_body()
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list):
+            raise BadRequest("'tasks' must be a list of Label Studio tasks")
+        xml = body.get("label_config")
+        if not isinstance(xml, str) or not xml.strip():
+            raise BadRequest("'label_config' (the project's labeling config XML) is missing")
+        _version(xml)  # a config that cannot be read is a bad request
+        results = reviewer.predict(project_id_of(body.get("project")), tasks, xml)
+        return jsonify({"results": results})
+
+    @app.post("/webhook")
+    def webhook() -> Response:
+        body = _json_body()
+        action = body.get("action")
+        if not isinstance(action, str):
+            raise BadRequest("'action' is missing")
+        project_id = project_id_of(body.get("project"))
+        if project_id is None and isinstance(body.get("task"), Mapping):
+            project_id = project_id_of(body["task"].get("project"))
+        if project_id is None:
+            raise BadRequest("the payload names no project ('project.id')")
+        if action == "START_TRAINING":
+            job_id = reviewer.record_training(project_id)
+            queued = reviewer.submit(project_id, "full") if settings.can_write_back else "skipped"
+            return jsonify({"status": "accepted", "training": "unavailable", "job": job_id, "rescore": queued}), 201
+        if action == RESCORE_EVENT:  # galton's own: a full re-score (the scheduled sync sends it)
+            return jsonify({"status": reviewer.submit(project_id, "full"), "project": project_id}), 202
+        if action not in REVIEW_EVENTS:
+            return jsonify({"status": "ignored", "action": action})
+        if not settings.can_write_back:
+            return jsonify({"status": "ignored", "reason": "LABEL_STUDIO_URL is not set"})
+        return jsonify({"status": reviewer.submit(project_id, action), "project": project_id}), 202
+
+    @app.post("/train")
+    def train() -> Response:
+        """Label Studio's older training call (without its webhook feature flag): recorded as unavailable."""
+        body = _json_body()
+        project_id = project_id_of(body.get("project"))
+        if project_id is None:
+            raise BadRequest("the body names no project ('project')")
+        job_id = reviewer.record_training(project_id)
+        return jsonify({"status": "unavailable", "detail": "training dynamics not installed", "job": job_id})
+
+    @app.get("/versions")
+    def versions() -> Response:
+        project_id = project_id_of(request.args.get("project"))
+        return jsonify({"versions": store.model_versions(project_id)})
+
+    @app.get("/jobs")
+    def jobs() -> Response:
+        project_id = project_id_of(request.args.get("project"))
+        return jsonify({"jobs": store.jobs(project_id, limit=int(request.args.get("limit", 50)))})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        lines = ["# HELP galton_requests_total HTTP requests by route and status",
+                 "# TYPE galton_requests_total counter"]
+        with lock:
+            seen, spent = dict(requests_seen), dict(latency)
+        for (endpoint, status), n in sorted(seen.items()):
+            lines.append(f'galton_requests_total{{route="{endpoint}",status="{status}"}} {n}')
+        lines += ["# HELP galton_request_seconds_total time spent answering, by route",
+                  "# TYPE galton_request_seconds_total counter"]
+        for endpoint, micros in sorted(spent.items()):
+            lines.append(f'galton_request_seconds_total{{route="{endpoint}"}} {micros / 1e6:.6f}')
+        queue_depth = reviewer.queue.depth() if reviewer.queue else {}
+        lines += ["# TYPE galton_jobs_queue gauge"] + [
+            f'galton_jobs_queue{{state="{k}"}} {v}' for k, v in sorted(queue_depth.items())]
+        if reviewer.queue is not None:
+            lines += ["# TYPE galton_job_events_total counter",
+                      f'galton_job_events_total{{outcome="submitted"}} {reviewer.queue.n_submitted}',
+                      f'galton_job_events_total{{outcome="coalesced"}} {reviewer.queue.n_coalesced}']
+        lines.append("# TYPE galton_backend_total counter")
+        for name, value in sorted(reviewer.counters.items()):
+            lines.append(f'galton_backend_total{{what="{name}"}} {value}')
+        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+    return app

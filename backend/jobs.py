@@ -1,0 +1,494 @@
+"""Background work: a per-project job queue that coalesces webhook storms, and the review job.
+
+The queue
+    :class:`JobQueue` keeps, per project, at most one running job and at most one pending
+    job. An event for a project that already has a pending job is absorbed by it (its
+    reason is appended), so a storm of 200 annotation webhooks becomes a handful of jobs.
+    An event that arrives while a job runs makes one pending job, which starts when the
+    running one ends: it pulls after the event, so no update is lost.
+
+The review job (:meth:`Reviewer.run`)
+    pull the project incrementally (tasks updated since the stored watermark, less a safety
+    margin; a full export on the first job, after TASKS_DELETED or a labeling-config change),
+    merge into the stored snapshot, re-review it (:func:`galton.backend.review.review_project`),
+    write back only the tasks whose prediction or ``meta.galton`` changed materially (labels,
+    flags, counts, or a number moved by more than ``score_tolerance``), then commit the new
+    state: only after the write-back succeeded, so a failed job is redone by the next one
+    (and retried with backoff). Writing the same results twice leaves Label Studio unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from galton.connectors import (
+    LabelConfig,
+    LabelStudioConnector,
+    PlatformError,
+    PredictionSpec,
+    PulledProject,
+    parse_label_config,
+    parse_tasks,
+)
+
+from .review import Review, config_model_version, review_project, stored_worker_weights
+from .settings import Settings
+from .state import ProjectState, StateStore
+
+__all__ = ["FULL_EVENTS", "TRAINING_UNAVAILABLE", "JobQueue", "LiveProject", "Reviewer"]
+
+log = logging.getLogger(__name__)
+FULL_EVENTS = frozenset({"TASKS_DELETED", "START_TRAINING", "full"})
+TRAINING_UNAVAILABLE = "unavailable: training dynamics not installed"
+
+
+# ---------------------------------------------------------------------- the queue
+class JobQueue:
+    """Per-project coalescing queue served by ``n_threads`` worker threads.
+
+    Parameters
+    ----------
+    run : callable(project_id, events)
+        The job; ``events`` lists the reasons it absorbed, oldest first.
+    n_threads : int
+        Worker threads. With ``start=False`` no thread runs and :meth:`run_next` runs one
+        job in the caller's thread (for tests).
+    """
+
+    def __init__(self, run: Callable[[int, list[str]], None], n_threads: int = 2, *, start: bool = True) -> None:
+        self._run = run
+        self._cond = threading.Condition()
+        self._pending: dict[int, list[str]] = {}
+        self._ready: deque[int] = deque()
+        self._running: set[int] = set()
+        self._stopped = False
+        self.n_submitted = 0
+        self.n_coalesced = 0
+        self.n_run = 0
+        self.n_failed = 0
+        self._threads = [threading.Thread(target=self._worker, name=f"galton-job-{i}", daemon=True)
+                         for i in range(max(1, n_threads))] if start else []
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, project_id: int, event: str) -> str:
+        """Enqueue work for a project: ``"queued"`` (a new job) or ``"coalesced"`` (absorbed)."""
+        with self._cond:
+            self.n_submitted += 1
+            if project_id in self._pending:
+                self._pending[project_id].append(event)
+                self.n_coalesced += 1
+                return "coalesced"
+            self._pending[project_id] = [event]
+            if project_id not in self._running:
+                self._ready.append(project_id)
+                self._cond.notify()
+            return "queued"
+
+    def depth(self) -> dict[str, int]:
+        with self._cond:
+            return {"pending": len(self._pending), "running": len(self._running)}
+
+    def _take(self) -> tuple[int, list[str]]:
+        project_id = self._ready.popleft()
+        events = self._pending.pop(project_id)
+        self._running.add(project_id)
+        return project_id, events
+
+    def _done(self, project_id: int) -> None:
+        self._running.discard(project_id)
+        if project_id in self._pending:  # events came while it ran: their job may start now
+            self._ready.append(project_id)
+            self._cond.notify()
+        self._cond.notify_all()
+
+    def _execute(self, project_id: int, events: list[str]) -> None:
+        try:
+            self._run(project_id, events)
+        except Exception:  # the job records its own failure; never kill the worker
+            self.n_failed += 1
+            log.exception("job for project %s failed", project_id)
+        finally:
+            with self._cond:
+                self.n_run += 1
+                self._done(project_id)
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                while not self._ready and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                project_id, events = self._take()
+            self._execute(project_id, events)
+
+    def run_next(self) -> bool:
+        """Run the next ready job in this thread (queues built with ``start=False``)."""
+        with self._cond:
+            if not self._ready:
+                return False
+            project_id, events = self._take()
+        self._execute(project_id, events)
+        return True
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until nothing is pending or running; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.1))
+            return True
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+# ---------------------------------------------------------------------- live state
+def _annotation_keys(pulled: PulledProject) -> dict[int, tuple[Any, ...]]:
+    """Per task what its kept annotations say (worker, answers): equal keys mean equal input."""
+    keys: dict[int, list[Any]] = {}
+    for a in pulled.annotations:
+        keys.setdefault(a.task_id, []).append((a.worker, tuple(sorted(a.answers.items()))))
+    return {task_id: tuple(sorted(values)) for task_id, values in keys.items()}
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass
+class LiveProject:
+    """A project's state in memory: what /predict answers from and what a job diffs against."""
+
+    project_id: int
+    snapshot: PulledProject
+    review: Review
+    watermark: str | None
+    written: dict[int, tuple[str, float | None, str | None]]
+    keys: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    weights: dict[str, dict[Any, float]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, project_id: int, snapshot: PulledProject, review: Review, watermark: str | None,
+              written: Mapping[int, tuple[str, float | None, str | None]]) -> LiveProject:
+        return cls(project_id, snapshot, review, watermark, dict(written), _annotation_keys(snapshot),
+                   stored_worker_weights(review))
+
+    @classmethod
+    def from_state(cls, state: ProjectState) -> LiveProject:
+        return cls.build(state.project_id, state.snapshot, state.review, state.watermark, state.written)
+
+
+def _close(a: Any, b: Any, tol: float) -> bool:
+    """Equal, numbers within ``tol`` (the materiality rule of the write-back)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, abs_tol=tol) if a is not None and b is not None else a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _entry(spec: PredictionSpec | None, meta: Mapping[str, Any] | None) -> tuple[str, float | None, str | None]:
+    result = _canonical(list(spec.result)) if spec is not None else "[]"
+    return result, (round(float(spec.score), 4) if spec is not None else None), (
+        _canonical(meta) if meta is not None else None)
+
+
+def _material(old: tuple[str, float | None, str | None] | None, new: tuple[str, float | None, str | None],
+              tol: float) -> bool:
+    if old is None:
+        return True
+    if old[0] != new[0] or (old[1] is None) != (new[1] is None):
+        return True
+    if old[1] is not None and new[1] is not None and abs(old[1] - new[1]) > tol:
+        return True
+    old_meta = json.loads(old[2]) if old[2] else None
+    new_meta = json.loads(new[2]) if new[2] else None
+    return not _close(old_meta, new_meta, tol)
+
+
+def project_id_of(value: Any) -> int | None:
+    """Label Studio's project reference: ``"12.1718000000"`` (ML API), ``12`` or ``{"id": 12}``."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, str):
+        head = value.split(".", 1)[0].strip()
+        return int(head) if head.isdigit() and int(head) > 0 else None
+    return None
+
+
+# ---------------------------------------------------------------------- the reviewer
+class Reviewer:
+    """Owns the state store, the live projects, the connector and the review job.
+
+    Parameters
+    ----------
+    settings : Settings
+    store : StateStore
+    connector_factory : callable() -> LabelStudioConnector, optional
+        Default: one :class:`LabelStudioConnector` from the settings, made on first use.
+    """
+
+    def __init__(self, settings: Settings, store: StateStore,
+                 connector_factory: Callable[[], LabelStudioConnector] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self._connector_factory = connector_factory
+        self._connector: LabelStudioConnector | None = None
+        self._lock = threading.Lock()
+        self._live: dict[int, LiveProject | None] = {}
+        self._configs: dict[str, LabelConfig] = {}
+        self._attempts: dict[int, int] = {}
+        self.queue: JobQueue | None = None  # set by the app
+        self.counters: dict[str, int] = {"jobs_done": 0, "jobs_failed": 0, "predictions_written": 0,
+                                         "meta_written": 0, "predict_fresh": 0, "predict_computed": 0,
+                                         "predict_skipped": 0}
+
+    # -------------------------------------------------------------- helpers
+    def connector(self) -> LabelStudioConnector:
+        with self._lock:
+            if self._connector is None:
+                if self._connector_factory is not None:
+                    self._connector = self._connector_factory()
+                elif self.settings.can_write_back:
+                    self._connector = LabelStudioConnector(self.settings.label_studio_url or "",
+                                                           self.settings.label_studio_api_key or "",
+                                                           n_threads=4)
+                else:
+                    raise PlatformError("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are not set: galton cannot "
+                                        "pull or write back")
+            return self._connector
+
+    def close(self) -> None:
+        if self._connector is not None:
+            self._connector.close()
+
+    def config(self, xml: str) -> LabelConfig:
+        config = self._configs.get(xml)
+        if config is None:
+            config = parse_label_config(xml)
+            if len(self._configs) > 64:
+                self._configs.clear()
+            self._configs[xml] = config
+        return config
+
+    def model_version(self, xml: str) -> str:
+        return config_model_version(self.config(xml), self.settings.review)
+
+    def live(self, project_id: int) -> LiveProject | None:
+        if project_id not in self._live:
+            state = self.store.load(project_id)
+            live = LiveProject.from_state(state) if state is not None and state.snapshot is not None else None
+            with self._lock:
+                self._live.setdefault(project_id, live)
+        return self._live[project_id]
+
+    def bump(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] = self.counters.get(name, 0) + n
+
+    # -------------------------------------------------------------- /predict
+    def predict(self, project_id: int | None, tasks: Sequence[Any], xml: str) -> list[Any]:
+        """One answer per task, in order: a prediction dict, or ``[]`` (none) for a task galton
+        cannot score (no annotations, no scored control, malformed)."""
+        config = self.config(xml)
+        version = config_model_version(config, self.settings.review)
+        answers: list[Any] = [[] for _ in tasks]
+        position: dict[int, int] = {}
+        for i, task in enumerate(tasks):
+            if isinstance(task, Mapping) and isinstance(task.get("id"), int) and not isinstance(task["id"], bool):
+                position.setdefault(int(task["id"]), i)
+        if not position:
+            self.bump("predict_skipped", len(tasks))
+            return answers
+        posted = self._parse(tasks, position, config)
+        live = self.live(project_id) if project_id is not None else None
+        usable = live is not None and live.snapshot.config.xml == config.xml \
+            and live.review.model_version == version
+        keys = _annotation_keys(posted)
+        stale: list[int] = []
+        for task_id, i in position.items():
+            key = keys.get(task_id)
+            if key is None:
+                continue  # nothing to score
+            if usable and live is not None and live.keys.get(task_id) == key and task_id in live.review.predictions:
+                spec = live.review.predictions[task_id]
+                answers[i] = {"result": list(spec.result), "score": spec.score, "model_version": version}
+                self.bump("predict_fresh")
+            else:
+                stale.append(task_id)
+        if stale:
+            subset = _subset(posted, stale)
+            weights = live.weights if usable and live is not None else None
+            review = review_project(subset, self.settings.review, worker_weights=weights or None)
+            for task_id in stale:
+                spec = review.predictions.get(task_id)
+                if spec is not None:
+                    answers[position[task_id]] = {"result": list(spec.result), "score": spec.score,
+                                                  "model_version": version}
+                    self.bump("predict_computed")
+        self.bump("predict_skipped", sum(1 for a in answers if a == []))
+        return answers
+
+    def _parse(self, tasks: Sequence[Any], position: Mapping[int, int], config: LabelConfig) -> PulledProject:
+        chosen = [tasks[i] for i in position.values()]
+        try:
+            return parse_tasks(chosen, config)
+        except ValueError:  # one bad task must not sink the batch: parse one by one, drop the bad
+            good = []
+            for task in chosen:
+                try:
+                    parse_tasks([task], config)
+                    good.append(task)
+                except ValueError:
+                    continue
+            return parse_tasks(good, config)
+
+    # -------------------------------------------------------------- the job
+    def submit(self, project_id: int, event: str) -> str:
+        if self.queue is None:
+            raise RuntimeError("no job queue attached")
+        return self.queue.submit(project_id, event)
+
+    def record_training(self, project_id: int) -> int:
+        """START_TRAINING: there is no training-dynamics job yet; record that honestly."""
+        return self.store.add_job(project_id, "train", TRAINING_UNAVAILABLE, "START_TRAINING")
+
+    def run(self, project_id: int, events: list[str]) -> None:
+        """The review job for one project (see the module doc); records itself in ``jobs``."""
+        reason = ", ".join(f"{name} x{events.count(name)}" for name in dict.fromkeys(events))
+        job_id = self.store.add_job(project_id, "review", "running", reason)
+        self.store.update_job(job_id, status="running", started=True)
+        started = time.perf_counter()
+        try:
+            detail = self._review(project_id, events, job_id)
+        except Exception as error:
+            self.bump("jobs_failed")
+            message = str(error) if isinstance(error, PlatformError | ValueError) else error.__class__.__name__
+            self.store.update_job(job_id, status="failed", error=message, finished=True)
+            log.warning("review job %d for project %d failed: %s", job_id, project_id, message)
+            self._retry(project_id)
+            if not isinstance(error, PlatformError | ValueError):
+                raise
+            return
+        self._attempts.pop(project_id, None)
+        detail["seconds"] = round(time.perf_counter() - started, 3)
+        self.store.update_job(job_id, status="done", detail=detail, finished=True)
+        self.bump("jobs_done")
+        log.info("review job %d for project %d: %s", job_id, project_id, detail)
+
+    def _retry(self, project_id: int) -> None:
+        attempt = self._attempts.get(project_id, 0) + 1
+        if attempt > self.settings.job_retries or self.queue is None:
+            self._attempts.pop(project_id, None)
+            return
+        self._attempts[project_id] = attempt
+        delay = self.settings.retry_delay_s * 2 ** (attempt - 1)
+        timer = threading.Timer(delay, lambda: self.queue.submit(project_id, "retry") if self.queue else None)
+        timer.daemon = True
+        timer.start()
+
+    def _review(self, project_id: int, events: list[str], job_id: int) -> dict[str, Any]:
+        connector = self.connector()
+        config = connector.label_config(project_id)
+        live = self.live(project_id)
+        full = live is None or any(e in FULL_EVENTS for e in events) or live.snapshot.config.xml != config.xml
+        if full:
+            snapshot = connector.pull(project_id, config=config)
+            n_pulled = snapshot.n_tasks
+        else:
+            assert live is not None
+            since = _minus_seconds(live.watermark, self.settings.watermark_margin_s)
+            changed = connector.pull(project_id, config=config, since=since) if since else connector.pull(
+                project_id, config=config)
+            n_pulled = changed.n_tasks
+            snapshot = live.snapshot.merge(changed) if since else changed
+        review = review_project(snapshot, self.settings.review)
+        before = live.written if live is not None and not (live.snapshot.config.xml != config.xml) else {}
+        if live is not None and live.review.model_version != review.model_version:
+            before = {}
+        tol = self.settings.score_tolerance
+        predictions: dict[int, PredictionSpec] = {}
+        meta: dict[int, dict[str, Any]] = {}
+        written: dict[int, tuple[str, float | None, str | None]] = {}
+        for task_id, spec in review.predictions.items():
+            entry = _entry(spec, review.meta.get(task_id))
+            if _material(before.get(task_id), entry, tol):
+                predictions[task_id] = spec
+                meta[task_id] = review.meta[task_id]
+                written[task_id] = entry
+        gone = [t for t in before if t not in review.predictions and before[t][1] is not None]
+        gone = [t for t in gone if t in snapshot.tasks]  # deleted tasks have nothing to clean
+        empty = {"model_version": review.model_version, "questions": {}, "flags": [], "score": None}
+        for task_id in gone:
+            meta[task_id] = dict(empty)
+            written[task_id] = ("[]", None, _canonical(empty))
+        counts: dict[str, Any] = {"full_pull": full, "n_pulled": n_pulled, "n_tasks": snapshot.n_tasks,
+                                  "model_version": review.model_version}
+        if predictions:
+            summary = connector.write_predictions(project_id, predictions, review.model_version)
+            counts["predictions"] = summary.to_dict()
+            self.bump("predictions_written", summary.written)
+        if gone:
+            counts["predictions_deleted"] = connector.delete_galton_predictions(project_id, gone)
+        if meta:
+            current = {t: snapshot.tasks[t].meta for t in meta if t in snapshot.tasks}
+            summary = connector.write_meta(project_id, meta, current=current)
+            counts["meta"] = summary.to_dict()
+            self.bump("meta_written", summary.updated)
+        new_written = dict(before)
+        new_written.update(written)
+        self.store.commit(project_id, snapshot=snapshot, review=review, watermark=snapshot.watermark,
+                          written=written, job_id=job_id, worker_rows=review.worker_rows)
+        with self._lock:
+            self._live[project_id] = LiveProject.build(project_id, snapshot, review, snapshot.watermark, new_written)
+        counts["n_written"] = len(written)
+        return counts
+
+
+def _subset(pulled: PulledProject, task_ids: Sequence[Hashable]) -> PulledProject:
+    wanted = set(task_ids)
+    from dataclasses import replace
+
+    return replace(pulled, tasks={t: r for t, r in pulled.tasks.items() if t in wanted},
+                   annotations=tuple(a for a in pulled.annotations if a.task_id in wanted))
+
+
+def _minus_seconds(stamp: str | None, seconds: float) -> str | None:
+    """An ISO 8601 time ``seconds`` earlier (None stays None: a full pull follows)."""
+    if not stamp:
+        return None
+    import datetime as dt
+
+    try:
+        value = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    value -= dt.timedelta(seconds=seconds)
+    return value.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
