@@ -6,12 +6,13 @@ backoff and jitter (``max_retries`` times); 4xx become :class:`PlatformError` na
 project and the cause. The API key is never logged, printed or put into an error.
 
 Pulls
-    A full pull reads Label Studio's own JSON export of the project (one request): the
-    paged task API serialises each page with extra per-task queries and measured about
-    twice as slow as the export on the same project (``benchmarks/connector.py``). An
-    incremental pull (``since=``) pages through the task API with a Data Manager filter
-    ``updated_at >= since`` (creating, updating or deleting an annotation, or adding a
-    prediction, moves a task's ``updated_at``).
+    A full pull reads Label Studio's own JSON export of the project (one request), which
+    Label Studio serialises with prefetched queries; its paged task API builds each task
+    with extra per-task queries and was slower on the same project. An incremental pull
+    (``since=``) pages through the task API with a Data Manager filter ``updated_at >=
+    since`` (creating, updating or deleting an annotation, or adding a prediction, moves a
+    task's ``updated_at``). The watermark is the server's clock (``Date`` header, less one
+    second) from the request made before any task is read.
 
 Write-back
     * predictions: one per task and galton model version; stale galton predictions are
@@ -207,10 +208,11 @@ class LabelStudioConnector:
         self.close()
 
     # ------------------------------------------------------------------ the retry loop
-    def _call(self, what: str, project_id: int | None, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, project_id: int | None, fn: Callable[[], T], *, max_retries: int | None = None) -> T:
         """Run ``fn`` with retries; map failures to PlatformError without secrets."""
         from label_studio_sdk.core.api_error import ApiError
 
+        retries = self.max_retries if max_retries is None else int(max_retries)
         attempt = 0
         while True:
             try:
@@ -224,16 +226,16 @@ class LabelStudioConnector:
                 cause = f"HTTP {status}"
             except self._httpx.HTTPError as error:  # timeouts, refused and dropped connections
                 status, cause = None, error.__class__.__name__
-            if attempt >= self.max_retries:
+            if attempt >= retries:
                 raise PlatformError(f"{what} failed after {attempt + 1} tries: {cause}", project_id=project_id,
                                     status=status, retryable=True) from None
             delay = min(self.backoff * 2.0**attempt, 30.0) * (0.5 + self._rng.random())
-            log.warning("%s: %s, retry %d of %d in %.1f s", what, cause, attempt + 1, self.max_retries, delay)
+            log.warning("%s: %s, retry %d of %d in %.1f s", what, cause, attempt + 1, retries, delay)
             time.sleep(delay)
             attempt += 1
 
     def _raw(self, method: str, path: str, *, project_id: int | None, what: str, timeout: float | None = None,
-             **kwargs: Any) -> Any:
+             max_retries: int | None = None, **kwargs: Any) -> Any:
         """A raw JSON request through the SDK's authenticated HTTP client (same retries)."""
         from label_studio_sdk.core.api_error import ApiError
 
@@ -246,7 +248,7 @@ class LabelStudioConnector:
                 raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=_body(response))
             return response
 
-        return self._call(what, project_id, request)
+        return self._call(what, project_id, request, max_retries=max_retries)
 
     # ------------------------------------------------------------------ reading
     def project(self, project_id: int) -> Any:
@@ -288,29 +290,37 @@ class LabelStudioConnector:
             Bad token (401), no permission (403), unknown project (404), or the server
             still failing after the retries.
         """
-        config = config or self.label_config(project_id)
-        started = None
+        # the watermark is taken before any task is read: Label Studio builds an export from
+        # several queries over tens of seconds, so a time taken after it could skip a change
+        # made to an already-exported task while the export was running
+        response = self._raw("GET", f"api/projects/{project_id}/", project_id=project_id,
+                             what="reading the project")
+        started = _server_time(response)
+        if config is None:
+            body = response.json()
+            config = parse_label_config(str(body.get("label_config") or "") if isinstance(body, dict) else "")
         if since is None:
-            tasks, started = self._export(project_id, progress)
+            tasks = self._export(project_id, progress)
         else:
-            tasks, started = self._pages(project_id, since, progress)
+            tasks = self._pages(project_id, since, progress)
         return parse_tasks(tasks, config, project_id=project_id, item_field=item_field, gold=gold,
                            workers=self.workers(), watermark=started)
 
-    def _export(self, project_id: int, progress: Progress | None) -> tuple[list[dict[str, Any]], str]:
+    def _export(self, project_id: int, progress: Progress | None) -> list[dict[str, Any]]:
+        # a timed-out export is tried once more, not max_retries times (each try can take minutes)
         response = self._raw(
             "GET", f"api/projects/{project_id}/export", project_id=project_id, what="exporting the project",
             timeout=self.export_timeout, params={"exportType": "JSON", "download_all_tasks": "true"},
+            max_retries=min(self.max_retries, 1),
         )
-        started = _server_time(response)
         tasks = response.json()
         if not isinstance(tasks, list):
             raise PlatformError("the export did not return a list of tasks", project_id=project_id)
         if progress is not None:
             progress(len(tasks), len(tasks))
-        return tasks, started
+        return tasks
 
-    def _pages(self, project_id: int, since: str, progress: Progress | None) -> tuple[list[dict[str, Any]], str]:
+    def _pages(self, project_id: int, since: str, progress: Progress | None) -> list[dict[str, Any]]:
         query = json.dumps({
             "filters": {"conjunction": "and", "items": [
                 {"filter": "filter:tasks:updated_at", "operator": "greater_or_equal", "type": "Datetime",
@@ -324,9 +334,7 @@ class LabelStudioConnector:
                              params={"project": project_id, "page": number, "page_size": self.page_size,
                                      "fields": "all", "query": query})
 
-        first = page(1)
-        started = _server_time(first)
-        body = first.json()
+        body = page(1).json()
         total = int(body.get("total") or 0)
         tasks: list[dict[str, Any]] = list(body.get("tasks") or [])
         if progress is not None:
@@ -338,7 +346,7 @@ class LabelStudioConnector:
                 if progress is not None:
                     progress(len(tasks), total)
         unique = {int(t["id"]): t for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), int)}
-        return list(unique.values()), started
+        return list(unique.values())
 
     def predictions(self, project_id: int) -> list[dict[str, Any]]:
         """Every prediction of the project (id, task, model_version, score, result)."""
