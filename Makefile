@@ -19,7 +19,9 @@ venv: $(STAMP) $(LS_STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip uv
-	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev,bench,labelstudio,backend]'
+	# torch first, with pip and pinned: uv resolving the torch extra alone would pull a CUDA build
+	$(PIP) install --quiet $(TORCH)
+	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev,bench,labelstudio,backend,torch,dynamics]'
 	touch $(STAMP)
 
 $(LS_STAMP): Makefile $(STAMP)

