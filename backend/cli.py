@@ -1,21 +1,41 @@
 """The ``galton`` command line.
 
 ``galton serve`` runs the Label Studio ML backend on waitress (a production WSGI server,
-pure Python). More commands (``sync``, ``gate``, ``score``, ``report``) join the same
-group. Exit codes: 0 ok, 2 usage or configuration error, 1 anything else.
+pure Python). ``galton score`` runs the engine offline on files, ``galton gate`` decides
+pass / fail / pending for new raters from their gold answers. More commands (``sync``,
+``report``) join the same group.
+
+Exit codes: 0 ok; 1 an unexpected error; 2 bad usage, configuration or input (the message
+names the problem); 3 ``galton gate --fail-exit`` and at least one rater failed; 4 Label
+Studio refused or could not be reached.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import math
+import os
 import sys
+import warnings
+from pathlib import Path
+from typing import Any
 
 import click
 
 __all__ = ["main"]
 
 log = logging.getLogger(__name__)
+EXIT_ERROR = 1
 EXIT_CONFIG = 2
+EXIT_GATE_FAILED = 3
+EXIT_PLATFORM = 4
+
+
+# the consensus methods of galton.backend.review.METHODS (listed here so --help needs no numpy import)
+_METHOD_NAMES = ("dawid_skene", "glad", "mace", "mace_vb", "majority_vote", "one_coin_dawid_skene", "wawa",
+                 "weighted_vote")
 
 
 def _configure_logging(level: str) -> None:
@@ -78,6 +98,358 @@ def serve(host: str | None, port: int | None, threads: int | None, log_level: st
              settings.review.method, settings.worker_threads, app.extensions["galton"].store)
     waitress_serve(app, host=settings.host, port=settings.port, threads=settings.http_threads,
                    ident="galton", clear_untrusted_proxy_headers=True)
+
+
+# ---------------------------------------------------------------------- score and gate
+def _input_options(fn: Any) -> Any:
+    """The input options shared by ``score`` and ``gate``."""
+    options = [
+        click.option("--annotations", "annotations", type=click.Path(dir_okay=False, path_type=Path),
+                     help="CSV with item,worker,label columns (one row per annotation)."),
+        click.option("--export", "export", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Label Studio JSON export (Export > JSON)."),
+        click.option("--label-config", type=click.Path(dir_okay=False, path_type=Path),
+                     help="The project's labeling config XML, for --export (default: inferred from the results)."),
+        click.option("--project", type=int, help="Label Studio project id, read live from $LABEL_STUDIO_URL "
+                     "with $LABEL_STUDIO_API_KEY."),
+        click.option("--gold", type=click.Path(dir_okay=False, path_type=Path),
+                     help="CSV with item,label columns: known answers (for an export or project: task ids). "
+                     "Label Studio ground-truth marks are used too."),
+        click.option("--question", help="Which question to use when the labeling config has several."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout, nothing else."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _console(as_json: bool) -> Any:
+    from rich.console import Console
+
+    # with --json, stdout carries only the JSON: progress and notes go to stderr
+    return Console(stderr=True) if as_json else Console()
+
+
+def _load(annotations: Path | None, export: Path | None, label_config: Path | None, project: int | None,
+          gold: Path | None, question: str | None, console: Any) -> tuple[Any, Any]:
+    """Read the input into a PulledProject; returns it with the connector (None for files)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from galton.connectors import LabelStudioConnector, read_gold_csv
+    from galton.quality import InputError
+
+    from .offline import load_csv, load_export, pick_question, with_gold
+
+    given = [name for name, value in (("--annotations", annotations), ("--export", export),
+                                      ("--project", project)) if value is not None]
+    if len(given) != 1:
+        raise InputError("give exactly one input: --annotations FILE.csv, --export FILE.json or --project ID"
+                         + (f" (got {' and '.join(given)})" if given else ""))
+    if label_config is not None and export is None:
+        raise InputError("--label-config goes with --export")
+    connector = None
+    if annotations is not None:
+        pulled = load_csv(annotations, gold)
+        return pulled, None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        bar = progress.add_task("reading tasks", total=None)
+
+        def advance(done: int, total: int | None) -> None:
+            progress.update(bar, completed=done, total=total)
+
+        if export is not None:
+            pulled = load_export(export, label_config, progress=advance)
+        else:
+            url = os.environ.get("LABEL_STUDIO_URL", "")
+            key = os.environ.get("LABEL_STUDIO_API_KEY", "")
+            if not url:
+                raise InputError("--project reads from Label Studio: set LABEL_STUDIO_URL (and LABEL_STUDIO_API_KEY)")
+            connector = LabelStudioConnector(url, key)
+            pulled = connector.pull(int(project), progress=advance)  # type: ignore[arg-type]
+    if gold is not None:
+        pulled = with_gold(pulled, read_gold_csv(gold), pick_question(pulled, question).question.key)
+    return pulled, connector
+
+
+def _run(fn: Any) -> Any:
+    """Map galton's errors to exit codes and one-line messages (no traceback)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from galton.connectors import PlatformError
+        from galton.quality import InputError
+
+        name = click.get_current_context().info_name
+        try:
+            return fn(*args, **kwargs)
+        except InputError as error:
+            click.echo(f"galton {name}: {error}", err=True)
+            sys.exit(EXIT_CONFIG)
+        except PlatformError as error:
+            click.echo(f"galton {name}: {error}", err=True)
+            sys.exit(EXIT_PLATFORM)
+        except OSError as error:
+            click.echo(f"galton {name}: {error}", err=True)
+            sys.exit(EXIT_ERROR)
+
+    return wrapper
+
+
+def _emit_json(payload: Any) -> None:
+    click.echo(json.dumps(payload, indent=1, default=str, allow_nan=False))
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: nan/inf -> None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+@main.command()
+@_input_options
+@click.option("--method", default="mace", show_default=True, type=click.Choice(sorted(_METHOD_NAMES)),
+              help="Consensus method.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("galton-score"),
+              show_default=True, help="Folder for consensus.csv, raters.csv, items.csv and summary.json.")
+@click.option("--low-agreement", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+              help="Flag tasks whose raw agreement is below this.")
+@click.option("--low-confidence", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="Flag tasks whose consensus confidence is below this.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random state of the model fits.")
+@_run
+def score(annotations: Path | None, export: Path | None, label_config: Path | None, project: int | None,
+          gold: Path | None, question: str | None, as_json: bool, method: str, out: Path, low_agreement: float,
+          low_confidence: float, seed: int) -> None:
+    """Score annotations offline: consensus, rater table, task flags and a summary.
+
+    \b
+    Input (one of):
+      --annotations FILE.csv   item,worker,label rows (with --gold FILE.csv: item,label)
+      --export FILE.json       a Label Studio JSON export (with --label-config FILE.xml)
+      --project ID             a live project ($LABEL_STUDIO_URL, $LABEL_STUDIO_API_KEY)
+
+    \b
+    Writes to --out:
+      consensus.csv   item, question, label, confidence
+      items.csv       ... plus agreement, n_annotations, flags, gold, label distribution
+      raters.csv      one row per annotator and question (gold accuracy, MACE spam probability, ...)
+      summary.json    counts, flags, method, model version
+
+    \b
+    Flags: low_agreement, low_confidence, spam_suspect, gold_mismatch, single_annotation.
+    Example:
+      galton score --annotations annotations.csv --gold gold.csv --method dawid_skene --out results/
+    """
+    from galton.connectors import write_table
+
+    from .offline import consensus_rows
+    from .review import ReviewSettings, review_project
+
+    console = _console(as_json)
+    pulled, connector = _load(annotations, export, label_config, project, gold, question, console)
+    if connector is not None:
+        connector.close()
+    if question is not None:
+        from .offline import pick_question
+
+        key = pick_question(pulled, question).question.key
+        pulled = dataclasses.replace(pulled, config=dataclasses.replace(
+            pulled.config, questions=tuple(q for q in pulled.config.questions if q.key == key)))
+    settings = ReviewSettings(method=method, low_agreement=low_agreement, low_confidence=low_confidence,
+                              random_state=seed)
+    with console.status(f"scoring {len(pulled.annotations)} annotations with {method}"):
+        review = review_project(pulled, settings)
+    if not review.predictions:
+        from galton.quality import InputError
+
+        raise InputError("the input holds no scored answers (no choices, rating or pairwise annotations)")
+    consensus, items = consensus_rows(pulled, review)
+    files = {
+        "consensus": str(write_table(consensus, out / "consensus.csv")),
+        "items": str(write_table(items, out / "items.csv")),
+        "raters": str(write_table(review.worker_rows, out / "raters.csv")),
+    }
+    summary = _clean({**review.summary, "method": method, "project_id": pulled.project_id,
+                      "settings": dataclasses.asdict(settings), "notes": list(pulled.notes),
+                      "n_flagged_tasks": sum(1 for entry in review.meta.values() if entry["flags"]),
+                      "files": {**files, "summary": str(out / "summary.json")}})
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
+    if as_json:
+        _emit_json(summary)
+        return
+    from rich.table import Table
+
+    overview = Table(title=f"galton score ({review.model_version})", show_header=False)
+    for name, value in (("tasks scored", f"{summary['n_scored_tasks']} of {summary['n_tasks']}"),
+                        ("annotations", summary["n_annotations"]), ("annotators", summary["n_workers"]),
+                        ("questions", ", ".join(summary["questions"])),
+                        ("flagged tasks", summary["n_flagged_tasks"]),
+                        *((f"  {flag}", count) for flag, count in sorted(summary["flags"].items())),
+                        *((f"skipped: {why}", count) for why, count in summary["skipped"].items())):
+        overview.add_row(str(name), str(value))
+    console.print(overview)
+    raters = Table(title="riskiest annotators (by MACE spam probability)")
+    for column in ("annotator", "question", "annotations", "agreement", "gold acc.", "spam prob."):
+        raters.add_column(column, justify="left" if column in ("annotator", "question") else "right")
+    for row in review.worker_rows[:10]:
+        raters.add_row(str(row.get("email") or row["worker"]), str(row["question"]), str(row["n_annotations"]),
+                       _cell(row["agreement"]), _cell(row["gold_accuracy"]) if row["gold_n"] else "-",
+                       _cell(row["spam_probability"]))
+    console.print(raters)
+    for note in pulled.notes:
+        console.print(f"note: {note}")
+    console.print(f"wrote {', '.join(files.values())} and {out / 'summary.json'}")
+
+
+# Label Studio editions and where a gate decision can go (see README "galton gate"):
+# Community: no annotator-level field, no pause API -> files only.
+# Enterprise: POST /api/projects/{id}/members/{user}/pauses/ (reason ANNOTATOR_EVALUATION) pauses an annotator.
+PAUSE_REASON = "ANNOTATOR_EVALUATION"
+
+
+def _pause_failed(connector: Any, project_id: int, workers: list[Any], console: Any) -> dict[str, Any]:
+    """Pause failed annotators in an Enterprise project; degrade to a note where the API is missing."""
+    from galton.connectors import PlatformError
+
+    paused, errors = [], []
+    for worker in workers:
+        try:
+            # a connectors-level method would be the right home; this is the SDK's Enterprise call
+            connector._call("pausing an annotator", project_id, lambda w=worker: connector.sdk.projects.pauses.create(
+                project_pk=project_id, user_pk=int(w), reason=PAUSE_REASON,
+                verbose_reason="galton gate: accuracy on gold tasks below the project's target"), max_retries=1)
+            paused.append(worker)
+        except PlatformError as error:
+            if error.status in (403, 404, 405):
+                note = (f"pausing annotators is a Label Studio Enterprise API (HTTP {error.status} here); "
+                        "the decisions are in the output only")
+                console.print(f"note: {note}")
+                return {"paused": paused, "unavailable": note}
+            errors.append(f"{worker}: {error}")
+    return {"paused": paused, "errors": errors}
+
+
+@main.command()
+@_input_options
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              show_default=True, help="Accuracy on gold a rater must reach.")
+@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), default=0.95,
+              show_default=True, help="Posterior probability needed to pass (accuracy >= target) or fail (<).")
+@click.option("--min-gold", type=click.IntRange(0), default=10, show_default=True,
+              help="Gold answers required before any decision.")
+@click.option("--prior", nargs=2, type=click.FloatRange(0, min_open=True), default=(1.0, 1.0), show_default=True,
+              help="Beta prior pseudo-counts (a b) on accuracy.")
+@click.option("--spam-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="MACE spam probability from which an undecided rater is reported as a suspect.")
+@click.option("--fail-on-spam", is_flag=True, help="Fail undecided raters whose spam probability reaches "
+              "--spam-threshold (not covered by the simulated error rates).")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write gate.csv and gate.json to this folder.")
+@click.option("--pause-failed", is_flag=True, help="With --project: pause failed raters in the project "
+              "(Label Studio Enterprise only; a note otherwise).")
+@click.option("--fail-exit", is_flag=True, help="Exit with status 3 when any rater fails (for CI pipelines).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random state of the MACE fit.")
+@_run
+def gate(annotations: Path | None, export: Path | None, label_config: Path | None, project: int | None,
+         gold: Path | None, question: str | None, as_json: bool, target: float, confidence: float, min_gold: int,
+         prior: tuple[float, float], spam_threshold: float, fail_on_spam: bool, out: Path | None,
+         pause_failed: bool, fail_exit: bool, seed: int) -> None:
+    """Gate new raters on gold (honeypot) tasks: pass, fail or pending.
+
+    After n >= --min-gold gold answers, s right, a rater's accuracy has the posterior
+    Beta(a + s, b + n - s). The rater passes when P(accuracy >= target) >= confidence,
+    fails when P(accuracy < target) >= confidence, and is pending otherwise, with about how
+    many more gold tasks a decision needs (median under the posterior predictive). Run it
+    as answers come in: clear raters are decided after a few tasks. MACE spam probability
+    and agreement with co-raters are reported as supporting evidence.
+
+    The error rate of this sequential rule is not 1 - confidence: benchmarks/results/gating.md
+    gives it by planted accuracy. Inputs as for `galton score`; --gold is needed unless the
+    export or project marks ground-truth annotations.
+
+    \b
+    Example:
+      galton gate --annotations answers.csv --gold gold.csv --target 0.85 --fail-exit
+    """
+    from galton.connectors import write_table
+    from galton.quality import StatisticsWarning, gate_workers
+
+    from .offline import pick_question, worker_display
+
+    console = _console(as_json)
+    pulled, connector = _load(annotations, export, label_config, project, gold, question, console)
+    try:
+        data = pick_question(pulled, question)
+        codes = data.gold_codes()
+        with console.status("fitting MACE for the supporting evidence"), warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", StatisticsWarning)
+            decisions = gate_workers(data.matrix, codes, target=target, confidence=confidence, prior=prior,
+                                     min_gold=min_gold, spam_threshold=spam_threshold, fail_on_spam=fail_on_spam,
+                                     random_state=seed)
+        rows = decisions.to_rows(data.encoding)
+        for row in rows:
+            row["name"] = worker_display(pulled, row["worker"])
+        failed = [row["worker"] for row in rows if row["decision"] == "fail"]
+        write_back: dict[str, Any] = {"files": []}
+        if out is not None:
+            write_back["files"] = [str(write_table(rows, out / "gate.csv")), str(write_table(rows, out / "gate.json"))]
+        if pause_failed:
+            if connector is None:
+                from galton.quality import InputError
+
+                raise InputError("--pause-failed needs --project (it pauses annotators in Label Studio)")
+            write_back["labelstudio"] = _pause_failed(connector, int(project), failed, console)  # type: ignore
+    finally:
+        if connector is not None:
+            connector.close()
+    counts = decisions.counts()
+    notes = [str(w.message) for w in seen]
+    payload = _clean({"question": data.question.key, "params": decisions.params, "counts": counts,
+                      "n_gold_items": int((codes >= 0).sum()), "workers": rows, "write_back": write_back,
+                      "notes": notes})
+    if as_json:
+        _emit_json(payload)
+    else:
+        from rich.table import Table
+
+        colour = {"pass": "green", "fail": "red", "pending": "yellow"}
+        table = Table(title=f"galton gate: {data.question.key!r}, target {target}, confidence {confidence}, "
+                            f"min {min_gold} gold")
+        for column in ("annotator", "decision", "gold", "P(acc>=target)", "accuracy [95% CI]", "more gold",
+                       "spam prob.", "agreement"):
+            table.add_column(column, justify="left" if column in ("annotator", "decision") else "right")
+        for row in rows:
+            more = row["more_gold_needed"]
+            table.add_row(row["name"], f"[{colour[row['decision']]}]{row['decision']}[/]",
+                          f"{row['gold_correct']}/{row['gold_n']}", _cell(row["p_above_target"]),
+                          f"{_cell(row['accuracy'], 2)} [{_cell(row['accuracy_low'], 2)}, "
+                          f"{_cell(row['accuracy_high'], 2)}]",
+                          "0" if row["decision"] != "pending" else (f"~{more}" if more is not None else ">500"),
+                          _cell(row["spam_probability"]), _cell(row["agreement"]))
+        console.print(table)
+        console.print(f"{counts['pass']} pass, {counts['fail']} fail, {counts['pending']} pending "
+                      f"({payload['n_gold_items']} gold tasks)")
+        for note in notes:
+            console.print(f"note: {note}")
+        for path in write_back["files"]:
+            console.print(f"wrote {path}")
+    if fail_exit and counts["fail"]:
+        sys.exit(EXIT_GATE_FAILED)
 
 
 if __name__ == "__main__":  # pragma: no cover

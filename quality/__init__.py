@@ -25,6 +25,7 @@ from ._agreement import (
 from ._common import RandomState
 from ._dawid_skene import dawid_skene, one_coin_dawid_skene
 from ._errors import ConvergenceWarning, GaltonError, InputError, StatisticsWarning
+from ._gating import GateDecisions, gate_boundaries, gate_workers, gold_gate
 from ._glad import glad
 from ._mace import mace
 from ._matrix import AnnotationMatrix, Encoding
@@ -40,6 +41,7 @@ __all__ = [
     "ConvergenceWarning",
     "Encoding",
     "GaltonError",
+    "GateDecisions",
     "InputError",
     "Interval",
     "ItemScores",
@@ -56,7 +58,10 @@ __all__ = [
     "cohen_kappa_matrix",
     "dawid_skene",
     "fleiss_kappa",
+    "gate_boundaries",
+    "gate_workers",
     "glad",
+    "gold_gate",
     "gwet_ac1",
     "item_scores",
     "krippendorff_alpha",
