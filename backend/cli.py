@@ -2,8 +2,8 @@
 
 ``galton serve`` runs the Label Studio ML backend on waitress (a production WSGI server,
 pure Python). ``galton score`` runs the engine offline on files, ``galton gate`` decides
-pass / fail / pending for new raters from their gold answers. More commands (``sync``,
-``report``) join the same group.
+pass / fail / pending for new raters from their gold answers, ``galton report`` writes a
+self-contained HTML report. More commands (``sync``) join the same group.
 
 Exit codes: 0 ok; 1 an unexpected error; 2 bad usage, configuration or input (the message
 names the problem); 3 ``galton gate --fail-exit`` and at least one rater failed; 4 Label
@@ -172,6 +172,29 @@ def _load(annotations: Path | None, export: Path | None, label_config: Path | No
     return pulled, connector
 
 
+def _load_and_review(annotations: Path | None, export: Path | None, label_config: Path | None, project: int | None,
+                     gold: Path | None, question: str | None, settings: Any, console: Any) -> tuple[Any, Any]:
+    """Read the input (only ``question`` when given) and review it: ``(pulled, review)`` for score and report."""
+    from .review import review_project
+
+    pulled, connector = _load(annotations, export, label_config, project, gold, question, console)
+    if connector is not None:
+        connector.close()
+    if question is not None:
+        from .offline import pick_question
+
+        key = pick_question(pulled, question).question.key
+        pulled = dataclasses.replace(pulled, config=dataclasses.replace(
+            pulled.config, questions=tuple(q for q in pulled.config.questions if q.key == key)))
+    with console.status(f"scoring {len(pulled.annotations)} annotations with {settings.method}"):
+        review = review_project(pulled, settings)
+    if not review.predictions:
+        from galton.quality import InputError
+
+        raise InputError("the input holds no scored answers (no choices, rating or pairwise annotations)")
+    return pulled, review
+
+
 def _run(fn: Any) -> Any:
     """Map galton's errors to exit codes and one-line messages (no traceback)."""
     import functools
@@ -220,17 +243,27 @@ def _cell(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _review_options(fn: Any) -> Any:
+    """The consensus and flag options shared by ``score`` and ``report``."""
+    options = [
+        click.option("--method", default="mace", show_default=True, type=click.Choice(sorted(_METHOD_NAMES)),
+                     help="Consensus method."),
+        click.option("--low-agreement", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+                     help="Flag tasks whose raw agreement is below this."),
+        click.option("--low-confidence", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+                     help="Flag tasks whose consensus confidence is below this."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Random state of the model fits."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @main.command()
 @_input_options
-@click.option("--method", default="mace", show_default=True, type=click.Choice(sorted(_METHOD_NAMES)),
-              help="Consensus method.")
+@_review_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("galton-score"),
               show_default=True, help="Folder for consensus.csv, raters.csv, items.csv and summary.json.")
-@click.option("--low-agreement", type=click.FloatRange(0, 1), default=0.6, show_default=True,
-              help="Flag tasks whose raw agreement is below this.")
-@click.option("--low-confidence", type=click.FloatRange(0, 1), default=0.7, show_default=True,
-              help="Flag tasks whose consensus confidence is below this.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random state of the model fits.")
 @_run
 def score(annotations: Path | None, export: Path | None, label_config: Path | None, project: int | None,
           gold: Path | None, question: str | None, as_json: bool, method: str, out: Path, low_agreement: float,
@@ -258,26 +291,12 @@ def score(annotations: Path | None, export: Path | None, label_config: Path | No
     from galton.connectors import write_table
 
     from .offline import consensus_rows
-    from .review import ReviewSettings, review_project
+    from .review import ReviewSettings
 
     console = _console(as_json)
-    pulled, connector = _load(annotations, export, label_config, project, gold, question, console)
-    if connector is not None:
-        connector.close()
-    if question is not None:
-        from .offline import pick_question
-
-        key = pick_question(pulled, question).question.key
-        pulled = dataclasses.replace(pulled, config=dataclasses.replace(
-            pulled.config, questions=tuple(q for q in pulled.config.questions if q.key == key)))
     settings = ReviewSettings(method=method, low_agreement=low_agreement, low_confidence=low_confidence,
                               random_state=seed)
-    with console.status(f"scoring {len(pulled.annotations)} annotations with {method}"):
-        review = review_project(pulled, settings)
-    if not review.predictions:
-        from galton.quality import InputError
-
-        raise InputError("the input holds no scored answers (no choices, rating or pairwise annotations)")
+    pulled, review = _load_and_review(annotations, export, label_config, project, gold, question, settings, console)
     consensus, items = consensus_rows(pulled, review)
     files = {
         "consensus": str(write_table(consensus, out / "consensus.csv")),
@@ -450,6 +469,122 @@ def gate(annotations: Path | None, export: Path | None, label_config: Path | Non
             console.print(f"wrote {path}")
     if fail_exit and counts["fail"]:
         sys.exit(EXIT_GATE_FAILED)
+
+
+@main.command()
+@_input_options
+@_review_options
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              show_default=True, help="Gate decisions: accuracy on gold a rater must reach.")
+@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), default=0.95,
+              show_default=True, help="Gate decisions: posterior probability needed to pass or fail.")
+@click.option("--min-gold", type=click.IntRange(0), default=10, show_default=True,
+              help="Gate decisions: gold answers required before any decision.")
+@click.option("--features", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="FILE.npy, one row of floats per task in increasing task id (for --annotations: the row "
+              "order of galton score's consensus.csv): runs training dynamics on the consensus labels "
+              "(needs the torch extra).")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True,
+              help="Training epochs of the dynamics run (with --features).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("galton-report.html"),
+              show_default=True, help="The HTML file to write.")
+@click.option("--label-studio-url", default=None, help="Base URL for task links (default with --project: "
+              "$LABEL_STUDIO_URL). http or https only.")
+@click.option("--link-project", type=int, default=None, help="Project id for task links of an --export "
+              "(with --project: that project).")
+@click.option("--title", default="galton quality report", show_default=True, help="Title of the report.")
+@_run
+def report(annotations: Path | None, export: Path | None, label_config: Path | None, project: int | None,
+           gold: Path | None, question: str | None, as_json: bool, method: str, low_agreement: float,
+           low_confidence: float, seed: int, target: float, confidence: float, min_gold: int,
+           features: Path | None, epochs: int, out: Path, label_studio_url: str | None, link_project: int | None,
+           title: str) -> None:
+    """Write a self-contained HTML report (one file, plots embedded, no scripts).
+
+    \b
+    Per question:
+      agreement        raw agreement, Fleiss' kappa, Krippendorff's alpha, Gwet's AC1 with 95% intervals
+      pairwise kappa   heatmap of Cohen's kappa among the 25 most active annotators
+      annotators       riskiest first (MACE spam probability), with gate decisions where there is gold
+      confidence       histogram of the consensus confidence
+      dynamics         data map and AUM histogram (with --features)
+      flagged tasks    least confident first, linked to Label Studio (--label-studio-url, project id)
+
+    Inputs and consensus options as for `galton score`; gate options as for `galton gate`.
+
+    \b
+    Example:
+      galton report --export project-12.json --gold gold.csv --label-studio-url https://ls.example.org \\
+                    --link-project 12 --out report.html
+    """
+    from galton.quality import InputError
+
+    from .review import ReviewSettings
+
+    try:
+        import jinja2  # noqa: F401
+        import matplotlib  # noqa: F401
+
+        from . import report as reporting
+    except ImportError as error:  # pragma: no cover - depends on the installed extras
+        raise InputError(f"galton report needs the backend and dynamics extras: "
+                         f"pip install 'galton[backend,dynamics]' ({error})") from None
+    console = _console(as_json)
+    if label_studio_url is None and project is not None:
+        label_studio_url = os.environ.get("LABEL_STUDIO_URL") or None
+    if label_studio_url is not None and annotations is not None:
+        raise InputError("--label-studio-url links Label Studio tasks; --annotations CSV input has no task ids "
+                         "(use --export or --project)")
+    if link_project is not None and project is not None and link_project != project:
+        raise InputError(f"--link-project {link_project} differs from --project {project}")
+    settings = ReviewSettings(method=method, low_agreement=low_agreement, low_confidence=low_confidence,
+                              random_state=seed)
+    pulled, review = _load_and_review(annotations, export, label_config, project, gold, question, settings, console)
+    link_id = link_project if link_project is not None else (project if project is not None else pulled.project_id)
+    with console.status("agreement with bootstrap intervals"):
+        agreement = reporting.agreement_reports(pulled, random_state=seed)
+    with console.status("gate decisions"):
+        gates = reporting.gate_decisions(pulled, target=target, confidence=confidence, min_gold=min_gold,
+                                         random_state=seed)
+    dynamics = None
+    if features is not None:
+        import numpy as np
+
+        if not features.is_file():
+            raise InputError(f"{features}: no such file (--features, a .npy matrix)")
+        try:
+            matrix = np.load(features, allow_pickle=False)
+        except ValueError as error:
+            raise InputError(f"{features}: not a .npy matrix of numbers ({error})") from None
+        try:
+            with console.status(f"training dynamics ({epochs} epochs)"):
+                dynamics = reporting.mislabeled_reports(pulled, review, matrix, random_state=seed, epochs=epochs)
+        except ImportError as error:
+            raise InputError(f"--features runs training dynamics, which needs the torch extra: "
+                             f"pip install 'galton[torch,dynamics]' ({error})") from None
+    with console.status("rendering the report"):
+        path = reporting.write_report(out, pulled, review, agreement=agreement, gates=gates, dynamics=dynamics,
+                                      settings=settings, label_studio_url=label_studio_url, project_id=link_id,
+                                      title=title)
+    payload = _clean({
+        "report": str(path), "model_version": review.model_version, "questions": sorted(review.results),
+        "n_flagged_tasks": sum(1 for entry in review.meta.values() if entry["flags"]),
+        "agreement": {key: {name: getattr(value, name).to_dict() for name in
+                            ("raw_agreement", "fleiss_kappa", "krippendorff_alpha", "gwet_ac1")}
+                      for key, value in agreement.items()},
+        "gates": {key: value.counts() for key, value in gates.items()},
+        "dynamics": sorted(dynamics or {}), "links": bool(label_studio_url and link_id is not None),
+        "notes": list(pulled.notes)})
+    if as_json:
+        _emit_json(payload)
+        return
+    for key, value in agreement.items():
+        console.print(f"{key}: Krippendorff's alpha {_cell(value.krippendorff_alpha.estimate)} "
+                      f"[{_cell(value.krippendorff_alpha.low)}, {_cell(value.krippendorff_alpha.high)}]"
+                      + (f"; gate {gates[key].counts()}" if key in gates else ""))
+    if not payload["links"]:
+        console.print("note: no task links (give --label-studio-url and the project id)")
+    console.print(f"wrote {path} ({payload['n_flagged_tasks']} flagged tasks)")
 
 
 if __name__ == "__main__":  # pragma: no cover
