@@ -12,9 +12,31 @@ The review job (:meth:`Reviewer.run`)
     margin; a full export on the first job, after TASKS_DELETED or a labeling-config change),
     merge into the stored snapshot, re-review it (:func:`galton.backend.review.review_project`),
     write back only the tasks whose prediction or ``meta.galton`` changed materially (labels,
-    flags, counts, or a number moved by more than ``score_tolerance``), then commit the new
-    state: only after the write-back succeeded, so a failed job is redone by the next one
-    (and retried with backoff). Writing the same results twice leaves Label Studio unchanged.
+    flags, counts, or a number moved by more than ``score_tolerance``; a prediction whose
+    label stayed and whose score moved less is left as Label Studio holds it), then commit
+    the new state. Writing the same results twice leaves Label Studio unchanged.
+
+Write-back order and its guarantees
+    Label Studio writes one object per request (about 0.1-0.2 s each on a small server; only
+    new predictions go in bulk), so the order matters: first the predictions of the tasks
+    whose annotations changed (what the annotator waits for), then predictions a refit moved
+    elsewhere, then ``meta`` (one PATCH per task, the slowest part) in the same order, in
+    chunks of ``META_CHUNK``. When another job for the project is waiting, a job stops
+    between stages or chunks and commits what it wrote: the waiting job pulls later, and
+    rewrites what is left (after ``MAX_DEFER_S`` without a complete job, each job first
+    writes one chunk of meta, so a steady stream cannot starve it).
+
+    The state records per task exactly what Label Studio is known to hold: a task about to
+    be written is forgotten first (in memory and in the store), and recorded again only
+    once its write returned, so a job that fails half-way, or a process that dies, leaves
+    exactly those tasks to be rewritten by the next job (retried with backoff), whatever
+    the next review says. Snapshot and watermark are committed with it, only by a job whose
+    writes all returned.
+
+    galton's own meta PATCHes move those tasks' ``updated_at`` past the watermark; a job that
+    wrote meta for ``CATCH_UP_MIN`` tasks or more is followed by a ``catch-up`` job (an
+    incremental pull that usually writes nothing) while the queue is idle, so the next
+    webhook's job does not read the whole project again after the first review.
 """
 
 from __future__ import annotations
@@ -48,6 +70,9 @@ __all__ = ["FULL_EVENTS", "TRAINING_UNAVAILABLE", "JobQueue", "LiveProject", "Re
 log = logging.getLogger(__name__)
 FULL_EVENTS = frozenset({"TASKS_DELETED", "START_TRAINING", "full"})
 TRAINING_UNAVAILABLE = "unavailable: training dynamics not installed"
+META_CHUNK = 20  # tasks per meta write (one PATCH each): a waiting job starts at most this late
+CATCH_UP_MIN = 50  # a job that PATCHed at least this many tasks' meta is followed by an idle pull
+MAX_DEFER_S = 60.0  # after this long without a complete job, every job makes progress on the rest
 
 
 # ---------------------------------------------------------------------- the queue
@@ -92,6 +117,11 @@ class JobQueue:
                 self._ready.append(project_id)
                 self._cond.notify()
             return "queued"
+
+    def has_pending(self, project_id: int) -> bool:
+        """Whether a job for this project waits to start (it will run: nothing cancels it)."""
+        with self._cond:
+            return project_id in self._pending
 
     def depth(self) -> dict[str, int]:
         with self._cond:
@@ -183,6 +213,8 @@ class LiveProject:
     written: dict[int, tuple[str, float | None, str | None]]
     keys: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     weights: dict[str, dict[Any, float]] = field(default_factory=dict)
+    # touched tasks whose write-back a job left to the next one: they stay first in line
+    carried: set[int] = field(default_factory=set)
 
     @classmethod
     def build(cls, project_id: int, snapshot: PulledProject, review: Review, watermark: str | None,
@@ -263,6 +295,7 @@ class Reviewer:
         self._live: dict[int, LiveProject | None] = {}
         self._configs: dict[str, LabelConfig] = {}
         self._attempts: dict[int, int] = {}
+        self._complete: dict[int, float] = {}  # project -> monotonic time its last job wrote everything
         self.queue: JobQueue | None = None  # set by the app
         self.counters: dict[str, int] = {"jobs_done": 0, "jobs_failed": 0, "predictions_written": 0,
                                          "meta_written": 0, "predict_fresh": 0, "predict_computed": 0,
@@ -397,6 +430,14 @@ class Reviewer:
             return
         self._attempts.pop(project_id, None)
         detail["seconds"] = round(time.perf_counter() - started, 3)
+        # galton's own meta PATCHes move those tasks' updated_at past the watermark, so the next
+        # incremental pull would read them all again (the first review: the whole project).
+        # Pull once more while idle, so the next webhook's job reads only what changed since.
+        n_meta = int((detail.get("meta") or {}).get("updated", 0))
+        if n_meta >= CATCH_UP_MIN and "deferred_from" not in detail and self.queue is not None \
+                and not self.queue.has_pending(project_id):
+            self.queue.submit(project_id, "catch-up")
+            detail["catch_up"] = True
         self.store.update_job(job_id, status="done", detail=detail, finished=True)
         self.bump("jobs_done")
         log.info("review job %d for project %d: %s", job_id, project_id, detail)
@@ -413,61 +454,192 @@ class Reviewer:
         timer.start()
 
     def _review(self, project_id: int, events: list[str], job_id: int) -> dict[str, Any]:
+        clock = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round(timings.get(name, 0.0) + now - clock, 3)
+            clock = now
+
         connector = self.connector()
-        config = connector.label_config(project_id)
         live = self.live(project_id)
-        full = live is None or any(e in FULL_EVENTS for e in events) or live.snapshot.config.xml != config.xml
-        if full:
-            snapshot = connector.pull(project_id, config=config)
-            n_pulled = snapshot.n_tasks
-        else:
-            assert live is not None
-            since = _minus_seconds(live.watermark, self.settings.watermark_margin_s)
-            changed = connector.pull(project_id, config=config, since=since) if since else connector.pull(
-                project_id, config=config)
+        snapshot: PulledProject | None = None
+        full = live is None or any(e in FULL_EVENTS for e in events)
+        since = None if full or live is None else _minus_seconds(live.watermark, self.settings.watermark_margin_s)
+        if since is not None and live is not None:
+            # the pull reads the label config from the project request it makes anyway
+            changed = connector.pull(project_id, since=since)
             n_pulled = changed.n_tasks
-            snapshot = live.snapshot.merge(changed) if since else changed
+            if changed.config.xml == live.snapshot.config.xml:
+                snapshot = live.snapshot.merge(changed)
+        if snapshot is None:  # first job, full event, no watermark, or the labeling config changed
+            full = True
+            snapshot = connector.pull(project_id, config=connector.label_config(project_id))
+            n_pulled = snapshot.n_tasks
+        config = snapshot.config
+        lap("pull")
         review = review_project(snapshot, self.settings.review)
+        lap("review")
         before = live.written if live is not None and not (live.snapshot.config.xml != config.xml) else {}
         if live is not None and live.review.model_version != review.model_version:
             before = {}
-        tol = self.settings.score_tolerance
-        predictions: dict[int, PredictionSpec] = {}
-        meta: dict[int, dict[str, Any]] = {}
-        written: dict[int, tuple[str, float | None, str | None]] = {}
-        for task_id, spec in review.predictions.items():
-            entry = _entry(spec, review.meta.get(task_id))
-            if _material(before.get(task_id), entry, tol):
-                predictions[task_id] = spec
-                meta[task_id] = review.meta[task_id]
-                written[task_id] = entry
-        gone = [t for t in before if t not in review.predictions and before[t][1] is not None]
-        gone = [t for t in gone if t in snapshot.tasks]  # deleted tasks have nothing to clean
-        empty = {"model_version": review.model_version, "questions": {}, "flags": [], "score": None}
-        for task_id in gone:
-            meta[task_id] = dict(empty)
-            written[task_id] = ("[]", None, _canonical(empty))
+        keys = _annotation_keys(snapshot)
+        old_keys = live.keys if live is not None and before else {}
+        # the tasks whose annotations changed: what the annotator (or reviewer) waits for
+        touched = {t for t in set(keys) | set(old_keys) if keys.get(t) != old_keys.get(t)}
+        if live is not None:
+            touched |= live.carried & set(snapshot.tasks)
+        plan = _plan(review, before, snapshot, self.settings.score_tolerance)
+        lap("diff")
         counts: dict[str, Any] = {"full_pull": full, "n_pulled": n_pulled, "n_tasks": snapshot.n_tasks,
-                                  "model_version": review.model_version}
-        if predictions:
-            summary = connector.write_predictions(project_id, predictions, review.model_version)
-            counts["predictions"] = summary.to_dict()
-            self.bump("predictions_written", summary.written)
-        if gone:
-            counts["predictions_deleted"] = connector.delete_galton_predictions(project_id, gone)
-        if meta:
-            current = {t: snapshot.tasks[t].meta for t in meta if t in snapshot.tasks}
-            summary = connector.write_meta(project_id, meta, current=current)
-            counts["meta"] = summary.to_dict()
-            self.bump("meta_written", summary.updated)
+                                  "model_version": review.model_version, "n_touched": len(touched),
+                                  "n_material": len(plan.entries), "n_touched_material": len(
+                                      touched & set(plan.entries))}
+        # what Label Studio holds for a task about to be written is unknown until the write
+        # returns: forget it first (here and in the store), so a job that fails half-way, or
+        # a process that dies, leaves exactly these tasks to be rewritten by the next job
+        def forget(task_ids: Sequence[int]) -> None:
+            known = [t for t in task_ids if t in before]
+            if known:
+                self.store.forget(project_id, known)
+                for t in known:
+                    before.pop(t, None)
+
+        written: dict[int, tuple[str, float | None, str | None]] = {}
+        done_meta: set[int] = set()
+        yielded: str | None = None
+        progressed = False
+        for name, kind, task_ids in _stages(plan, touched):
+            if not task_ids:
+                continue
+            if kind == "predictions":
+                if name != "predictions_touched" and self._should_yield(project_id, progressed):
+                    yielded = name
+                    break
+                forget(task_ids)
+                summary = connector.write_predictions(project_id, {t: review.predictions[t] for t in task_ids},
+                                                      review.model_version)
+                _add(counts, "predictions", summary.to_dict())
+                self.bump("predictions_written", summary.written)
+                for t in task_ids:
+                    written[t] = (plan.entries[t][0], plan.entries[t][1], None)
+            elif kind == "deletions":
+                forget(task_ids)
+                counts["predictions_deleted"] = counts.get("predictions_deleted", 0) + \
+                    connector.delete_galton_predictions(project_id, task_ids)
+                for t in task_ids:
+                    written[t] = ("[]", None, None)
+            else:
+                for chunk in _chunks(task_ids, META_CHUNK):
+                    if self._should_yield(project_id, progressed):
+                        yielded = name
+                        break
+                    forget(chunk)
+                    current = {t: snapshot.tasks[t].meta for t in chunk if t in snapshot.tasks}
+                    summary = connector.write_meta(project_id, {t: plan.meta[t] for t in chunk}, current=current)
+                    _add(counts, "meta", summary.to_dict())
+                    self.bump("meta_written", summary.updated)
+                    for t in chunk:
+                        written[t] = plan.entries[t]
+                        done_meta.add(t)
+                    progressed = True
+            lap(name)
+            if yielded is not None:
+                break
+        # a task whose prediction went out but whose meta waits keeps its entry without meta:
+        # the next job sees the meta as changed and writes it
         new_written = dict(before)
         new_written.update(written)
+        carried = {t for t in plan.entries if t not in done_meta} & touched
         self.store.commit(project_id, snapshot=snapshot, review=review, watermark=snapshot.watermark,
                           written=written, job_id=job_id, worker_rows=review.worker_rows)
+        lap("commit")
         with self._lock:
-            self._live[project_id] = LiveProject.build(project_id, snapshot, review, snapshot.watermark, new_written)
+            self._live[project_id] = LiveProject(project_id, snapshot, review, snapshot.watermark, new_written,
+                                                 keys, stored_worker_weights(review), carried)
+            if yielded is None:
+                self._complete[project_id] = time.monotonic()
         counts["n_written"] = len(written)
+        counts["n_deferred"] = len([t for t in plan.entries if t not in done_meta])
+        if yielded is not None:
+            counts["deferred_from"] = yielded
+        counts["timings"] = timings
         return counts
+
+    def _should_yield(self, project_id: int, progressed: bool) -> bool:
+        """Leave the rest of the write-back to the next job when one waits for this project:
+        its pull is newer, its touched tasks are what users wait for, and what is left here it
+        rewrites anyway (the state records only what was written). Once the project went
+        ``MAX_DEFER_S`` without a complete job, each job first writes one chunk of meta, so a
+        steady stream of annotations slows the deferred work but cannot starve it."""
+        if self.queue is None or not self.queue.has_pending(project_id):
+            return False
+        with self._lock:
+            last = self._complete.setdefault(project_id, time.monotonic())
+        return progressed or time.monotonic() - last < MAX_DEFER_S
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a job must write: the entry, prediction and meta of every materially changed task."""
+
+    entries: dict[int, tuple[str, float | None, str | None]]
+    predictions: list[int]
+    deletions: list[int]
+    meta: dict[int, dict[str, Any]]
+
+
+def _plan(review: Review, before: Mapping[int, tuple[str, float | None, str | None]], snapshot: PulledProject,
+          tol: float) -> _Plan:
+    entries: dict[int, tuple[str, float | None, str | None]] = {}
+    meta: dict[int, dict[str, Any]] = {}
+    predictions: list[int] = []
+    for task_id, spec in review.predictions.items():
+        entry = _entry(spec, review.meta.get(task_id))
+        old = before.get(task_id)
+        if _material(old, entry, tol):
+            entries[task_id] = entry
+            meta[task_id] = review.meta[task_id]
+            if old is None or old[0] != entry[0] or (old[1] is None) != (entry[1] is None) or (
+                    old[1] is not None and entry[1] is not None and abs(old[1] - entry[1]) > tol):
+                predictions.append(task_id)
+            else:  # same label, score within the tolerance: Label Studio keeps the prediction it has
+                entries[task_id] = (old[0], old[1], entry[2])
+    empty = {"model_version": review.model_version, "questions": {}, "flags": [], "score": None}
+    cleaned = ("[]", None, _canonical(empty))
+    # a task that lost its scorable annotations: its prediction goes, its meta is emptied
+    # (also one whose prediction went but whose emptied meta a deferred job did not write)
+    gone = [t for t in before if t not in review.predictions and before[t] != cleaned and t in snapshot.tasks]
+    deletions = [t for t in gone if before[t][1] is not None]
+    for task_id in gone:
+        meta[task_id] = dict(empty)
+        entries[task_id] = cleaned
+    return _Plan(entries, predictions, deletions, meta)
+
+
+def _stages(plan: _Plan, touched: set[int]) -> list[tuple[str, str, list[int]]]:
+    """The write-back in the order users wait for it: predictions of the tasks whose annotations
+    changed, then the other predictions that moved (a refit moves scores project-wide), then
+    meta (one PATCH per task, the expensive part) in the same order."""
+    first = [t for t in plan.predictions if t in touched]
+    rest = [t for t in plan.predictions if t not in touched]
+    meta_first = [t for t in plan.meta if t in touched]
+    meta_rest = [t for t in plan.meta if t not in touched]
+    return [("predictions_touched", "predictions", first), ("deletions", "deletions", plan.deletions),
+            ("predictions_other", "predictions", rest), ("meta_touched", "meta", meta_first),
+            ("meta_other", "meta", meta_rest)]
+
+
+def _add(counts: dict[str, Any], name: str, summary: Mapping[str, int]) -> None:
+    total = counts.setdefault(name, {})
+    for key, value in summary.items():
+        total[key] = total.get(key, 0) + value
+
+
+def _chunks(values: list[int], size: int) -> list[list[int]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def _subset(pulled: PulledProject, task_ids: Sequence[Hashable]) -> PulledProject:

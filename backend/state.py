@@ -224,6 +224,16 @@ class StateStore:
             if rows:
                 conn.execute(worker_history.insert(), rows)
 
+    def forget(self, project_id: int, task_ids: Iterable[int]) -> None:
+        """Drop what is recorded as written for these tasks: called before they are rewritten,
+        so a job that fails (or a process that dies) half-way leaves them to be rewritten."""
+        ids = list(task_ids)
+        if not ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(task_results.delete().where(task_results.c.project_id == project_id,
+                                                     task_results.c.task_id.in_(ids)))
+
     # ------------------------------------------------------------------ jobs
     def add_job(self, project_id: int, kind: str, status: str, reason: str = "") -> int:
         with self.engine.begin() as conn:

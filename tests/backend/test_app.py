@@ -335,3 +335,102 @@ def test_rescore_event_forces_a_full_pull(fake_ls):
     assert client.post("/webhook", json={"action": "GALTON_RESCORE", "project": {"id": 7}}).status_code == 202
     run_jobs(app)
     assert fake_ls.pulls == [None, None]
+
+
+# ---------------------------------------------------------------------- write-back order and safety
+def test_touched_predictions_go_first_and_a_waiting_job_takes_over_the_rest(fake_ls):
+    app = make_app(fake_ls)
+    client = app.test_client()
+    client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})
+    run_jobs(app)
+    fake_ls.meta.clear()
+    calls: list[tuple[str, set[int]]] = []
+    write_predictions, write_meta = fake_ls.write_predictions, fake_ls.write_meta
+
+    def predictions(project_id, wanted, model_version, **kw):
+        calls.append(("predictions", set(wanted)))
+        if len(calls) == 1:  # a webhook arrives while the first job writes
+            client.post("/webhook", json={"action": "ANNOTATION_UPDATED", "project": {"id": 7}})
+        return write_predictions(project_id, wanted, model_version, **kw)
+
+    def meta(project_id, values, **kw):
+        calls.append(("meta", set(values)))
+        return write_meta(project_id, values, **kw)
+
+    fake_ls.write_predictions, fake_ls.write_meta = predictions, meta
+    fake_ls.tasks[2]["annotations"] = [annotation(1, "pos", 201), annotation(2, "pos", 202),
+                                       annotation(3, "neg", 203)]
+    client.post("/webhook", json={"action": "ANNOTATION_UPDATED", "project": {"id": 7}})
+    assert run_jobs(app) == 2
+    first, second = app.extensions["galton"].store.jobs(7)[1::-1]
+    # the first job wrote task 2's prediction, then left its meta to the waiting job
+    assert calls[0] == ("predictions", {2}) and first["detail"]["deferred_from"] == "meta_touched"
+    assert first["detail"]["n_deferred"] == 1 and second["detail"].get("deferred_from") is None
+    assert ("meta", {2}) in calls[1:] and fake_ls.meta[2]["questions"]["label"]["label"] == "pos"
+    assert ("predictions", {2}) not in calls[1:]  # its prediction is recorded as written
+    assert labels_of({"result": list(fake_ls.predictions[2][0].result)}) == [["pos"]]
+    # then nothing is left to write
+    calls.clear()
+    client.post("/webhook", json={"action": "ANNOTATION_UPDATED", "project": {"id": 7}})
+    run_jobs(app)
+    assert calls == []
+
+
+def test_a_job_that_fails_after_writing_part_is_redone(fake_ls):
+    app = make_app(fake_ls, job_retries=0)
+    client = app.test_client()
+    client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})
+    run_jobs(app)
+    original = fake_ls.tasks[2]["annotations"]
+    fake_ls.tasks[2]["annotations"] = [annotation(1, "pos", 201), annotation(2, "pos", 202),
+                                       annotation(3, "neg", 203)]
+    write_meta = fake_ls.write_meta
+
+    def failing_meta(project_id, values, **kw):
+        from galton.connectors import PlatformError
+
+        raise PlatformError("meta write failed (fake)", project_id=project_id, status=503)
+
+    fake_ls.write_meta = failing_meta
+    client.post("/webhook", json={"action": "ANNOTATION_UPDATED", "project": {"id": 7}})
+    run_jobs(app)
+    store = app.extensions["galton"].store
+    assert store.jobs(7)[0]["status"] == "failed"
+    assert labels_of({"result": list(fake_ls.predictions[2][0].result)}) == [["pos"]]  # written before the failure
+    assert 2 not in store.load(7).written  # so nothing claims to know what Label Studio holds for it
+    # the change is undone before the next job: the consensus equals what was last committed,
+    # yet task 2 is rewritten because the failed job had changed it in Label Studio
+    fake_ls.write_meta = write_meta
+    fake_ls.tasks[2]["annotations"] = original
+    client.post("/webhook", json={"action": "ANNOTATION_UPDATED", "project": {"id": 7}})
+    run_jobs(app)
+    assert store.jobs(7)[0]["status"] == "done"
+    assert labels_of({"result": list(fake_ls.predictions[2][0].result)}) == [["neg"]]
+    assert fake_ls.meta[2]["questions"]["label"]["label"] == "neg"
+
+
+def test_a_job_that_wrote_much_meta_is_followed_by_an_idle_pull():
+    from .conftest import FakeConnector
+
+    fake = FakeConnector({t: task(t, "pos", "pos", "neg") for t in range(1, 61)})
+    app = make_app(fake)
+    client = app.test_client()
+    client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})
+    assert run_jobs(app) == 2  # the review, then the catch-up pull past galton's own 60 meta writes
+    first, catch_up = app.extensions["galton"].store.jobs(7)[1::-1]
+    assert first["detail"]["catch_up"] is True and catch_up["reason"] == "catch-up x1"
+    assert catch_up["detail"]["n_written"] == 0 and "catch_up" not in catch_up["detail"]
+
+
+def test_a_prediction_within_the_score_tolerance_is_left_as_it_is(fake_ls):
+    app = make_app(fake_ls, score_tolerance=0.1)
+    client = app.test_client()
+    client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})
+    run_jobs(app)
+    old = fake_ls.predictions[1]
+    fake_ls.tasks[1]["annotations"].append(annotation(4, "pos", 104))  # 2/3 -> 3/4 agree: same label
+    client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})
+    run_jobs(app)
+    assert fake_ls.predictions[1] == old and fake_ls.meta[1]["questions"]["label"]["n_annotations"] == 4
+    _result, score, meta = app.extensions["galton"].store.load(7).written[1]
+    assert score == round(old[0].score, 4) and '"n_annotations":4' in meta  # what Label Studio holds
