@@ -43,7 +43,7 @@ bench: venv
 	$(BIN)/python benchmarks/aggregation.py
 
 demo: venv
-	$(BIN)/python -m galton.backend.demo
+	$(BIN)/python -m galton.backend.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .pytest_cache .ruff_cache .hypothesis
