@@ -9,31 +9,15 @@ numpy arrays, so prediction needs no torch.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from ..dynamics._trainer import torch_settings  # one thread, denormals flushed (shared with dynamics)
+
 __all__ = ["fit", "torch_settings"]
-
-
-@contextlib.contextmanager
-def torch_settings(n_threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads (restored afterwards) and flush denormals to zero.
-
-    Two torch threads on a busy two-core machine spin-wait (130 s against 16 s with one,
-    ../shared/dynamics-notes.md); denormals slowed one run 13-fold.
-    """
-    before = torch.get_num_threads()
-    if n_threads is not None:
-        torch.set_num_threads(int(n_threads))
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _encode(p: Mapping[str, torch.Tensor], x: torch.Tensor, n_layers: int) -> torch.Tensor:
