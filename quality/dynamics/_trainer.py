@@ -38,10 +38,13 @@ def torch_settings(n_threads: int | None) -> Iterator[None]:
     before = torch.get_num_threads()
     if n_threads is not None:
         torch.set_num_threads(int(n_threads))
+    # denormals flushed to zero only while training: the flag is process-wide CPU state
+    # (it would make numpy and hypothesis misbehave after the fit), so it is reset on exit
     torch.set_flush_denormal(True)
     try:
         yield
     finally:
+        torch.set_flush_denormal(False)
         torch.set_num_threads(before)
 
 

@@ -380,3 +380,12 @@ def test_tabular_and_vector_features_validate():
         tabular_features([{"a": 1}, {"a": "x"}], ["a"])
     with pytest.raises(InputError, match="differ in length"):
         vector_features([[1.0, 2.0], [1.0]])
+
+
+def test_training_leaves_subnormal_floats_representable():
+    # torch.set_flush_denormal is process-wide CPU state: it must not outlive the fit
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(80, 4))
+    labels = (features[:, 0] > 0).astype(np.int64)
+    find_mislabeled(features, labels, methods=("datamaps",), epochs=2, random_state=0)
+    assert np.float64(5e-324) > 0.0
