@@ -413,7 +413,8 @@ def run_live(workdir: Path, *, keep_running: bool, wait_s: float = WAIT_S) -> di
         print(f"\nready in {seconds:.0f} s\n")
         print(f"Label Studio   {label_studio.url}/projects/{project_id}/data")
         print(f"  login        {ADMIN_EMAIL}")
-        print(f"  password     {credentials['password']}")
+        # the password stays in the credentials file (mode 0600): galton never prints secrets
+        print(f"  password     in {workdir / 'label-studio-credentials.json'} (key \"password\")")
         print(f"report         {report_path}")
         print(f"logs           {workdir / 'label-studio.log'}, {workdir / 'backend.log'}\n")
         print(format_summary(offline, flags=flags, n_tasks=len(pulled.tasks), label_studio=ls_accuracy))
