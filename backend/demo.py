@@ -423,9 +423,10 @@ def run_live(workdir: Path, *, keep_running: bool, wait_s: float = WAIT_S) -> di
                   "accuracy": {**offline["accuracy"], "label_studio": ls_accuracy}, "flags": flags,
                   "seconds": seconds}
         if keep_running:
-            print(f"\nLabel Studio (pid {label_studio.pid}) and galton's backend (pid {backend.process.pid}) "
-                  "keep running: annotate in Label Studio and galton re-reviews. Ctrl-C stops both.", flush=True)
+            # the message is printed inside the suppress: a Ctrl-C right after it is a normal stop
             with contextlib.suppress(KeyboardInterrupt, _Stop):
+                print(f"\nLabel Studio (pid {label_studio.pid}) and galton's backend (pid {backend.process.pid}) "
+                      "keep running: annotate in Label Studio and galton re-reviews. Ctrl-C stops both.", flush=True)
                 while backend.process.poll() is None:
                     time.sleep(1.0)
             print("\nstopping ...", flush=True)

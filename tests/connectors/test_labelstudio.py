@@ -26,7 +26,7 @@ from galton.connectors import (
     read_labelstudio_export,
     seed_crowd_project,
 )
-from galton.quality import mace
+from galton.quality import AnnotationMatrix, mace
 from tests.conftest import LABEL_STUDIO_TESTS, crowd_dataset_path
 
 pytestmark = LABEL_STUDIO_TESTS
@@ -108,9 +108,21 @@ def test_round_trip_on_real_multi_rater_data(connector, name, tmp_path):
         f"{str(w).lower()}@raters.galton.invalid" for w in list(dataset.encoding.worker_ids)[:3]}
 
     review = review_project(pulled, ReviewSettings(method="mace"))
-    # the consensus equals MACE on the source file itself (same triplets, same codes)
-    offline = mace(dataset.matrix, method="em", random_state=0)
-    offline_labels = dict(zip(dataset.encoding.item_ids, dataset.encoding.decode_labels(offline.labels), strict=True))
+    # the consensus equals MACE on the source triplets themselves, coded in the pull's item and
+    # worker order (Label Studio user ids are assigned in creation order, which threads vary, and
+    # MACE's random start depends on the worker order)
+    pulled_data = pulled.questions()["label"]
+    worker_of_user = seeded.worker_of_user
+    m, enc = dataset.matrix, dataset.encoding
+    source, _ = AnnotationMatrix.from_triplets(
+        [enc.item_ids[i] for i in m.items.tolist()], [enc.worker_ids[w] for w in m.workers.tolist()],
+        [enc.class_names[c] for c in m.labels.tolist()], classes=enc.class_names,
+        item_ids=list(pulled_data.encoding.item_ids),
+        worker_ids=[worker_of_user[u] for u in pulled_data.encoding.worker_ids],
+    )
+    offline = mace(source, method="em", random_state=0)
+    offline_labels = dict(zip(pulled_data.encoding.item_ids, pulled_data.encoding.decode_labels(offline.labels),
+                              strict=True))
     first = connector.write_predictions(seeded.project_id, review.predictions, review.model_version)
     assert first.created == len(review.predictions) and first.updated == first.deleted == 0
     meta_summary = connector.write_meta(seeded.project_id, review.meta,
