@@ -15,6 +15,7 @@ from ._matrix import AnnotationMatrix
 
 __all__ = [
     "as_generator",
+    "check_features",
     "check_gold",
     "check_matrix",
     "check_positive",
@@ -142,3 +143,25 @@ def warn_not_converged(method: str, max_iter: int, tol: float) -> None:
         ConvergenceWarning,
         stacklevel=3,
     )
+
+
+def check_features(features: ArrayLike, n_items: int | None, name: str = "features") -> NDArray[np.float64]:
+    """A (n_items, n_features) float64 copy of ``features``; InputError naming what is wrong."""
+    x = np.asarray(features)
+    if x.ndim != 2:
+        raise InputError(f"{name} must have shape (n_items, n_features), got {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise InputError(f"{name} must be numbers, got dtype {x.dtype}")
+    if n_items is not None and x.shape[0] != n_items:
+        raise InputError(
+            f"{name} must have one row per item code: got {x.shape[0]} rows for {n_items} items; "
+            "order the rows by the matrix's item codes (Encoding.item_ids)"
+        )
+    x = x.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        raise InputError(
+            f"{bad.size} items have NaN or infinite features (items {describe_examples(bad.tolist())}); "
+            "impute or drop them"
+        )
+    return x

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._common import RandomState, as_generator, check_positive
+from .._common import RandomState, as_generator, check_features, check_positive
 from .._errors import InputError, StatisticsWarning, describe_examples
 from ._report import MislabeledReport
 from ._scores import (
@@ -32,18 +32,7 @@ _DYNAMICS = {"datamaps", "aum", "forgetting", "influence", "noise_classifier"}
 
 
 def _check_inputs(features: ArrayLike, labels: ArrayLike, n_classes: int | None):
-    x = np.asarray(features)
-    if x.ndim != 2:
-        raise InputError(f"features must have shape (n_items, n_features), got {x.shape}")
-    if not np.issubdtype(x.dtype, np.number):
-        raise InputError(f"features must be numbers, got dtype {x.dtype}")
-    x = x.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-    if bad.size:
-        raise InputError(
-            f"{bad.size} items have NaN or infinite features (items {describe_examples(bad.tolist())}); "
-            "impute or drop them"
-        )
+    x = check_features(features, None)
     y = np.asarray(labels)
     if y.shape != (x.shape[0],):
         raise InputError(f"labels must have shape (n_items,) = ({x.shape[0]},), got {y.shape}")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._common import RandomState, as_generator, check_matrix, check_positive
+from .._common import RandomState, as_generator, check_features, check_matrix, check_positive
 from .._errors import InputError, describe_examples
 from .._matrix import AnnotationMatrix
 from ._diagnosis import encode_groups
@@ -41,30 +41,11 @@ def _softmax(z: NDArray[np.float64]) -> NDArray[np.float64]:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _check_features(features: ArrayLike, n_items: int | None, name: str = "features") -> NDArray[np.float64]:
-    x = np.asarray(features)
-    if x.ndim != 2:
-        raise InputError(f"{name} must have shape (n_items, n_features), got {x.shape}")
-    if not np.issubdtype(x.dtype, np.number):
-        raise InputError(f"{name} must be numbers, got dtype {x.dtype}")
-    if n_items is not None and x.shape[0] != n_items:
-        raise InputError(
-            f"{name} must have one row per item code: got {x.shape[0]} rows for {n_items} items; "
-            "order the rows by the matrix's item codes (Encoding.item_ids)"
-        )
-    x = x.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-    if bad.size:
-        raise InputError(
-            f"{bad.size} items have NaN or infinite features (items {describe_examples(bad.tolist())}); "
-            "impute or drop them"
-        )
-    return x
 
 
 def _check_training(features: ArrayLike, matrix: AnnotationMatrix, options: Mapping[str, Any]):
     matrix = check_matrix(matrix)
-    x = _check_features(features, matrix.n_items)
+    x = check_features(features, matrix.n_items)
     if matrix.n_classes < 2:
         raise InputError("the annotation matrix has a single class: there is nothing to learn")
     for name in ("epochs", "batch_size"):
@@ -197,7 +178,7 @@ class MultiAnnotatorModel:
     fit_seconds: float
 
     def _hidden(self, features: ArrayLike) -> NDArray[np.float64]:
-        x = _check_features(features, None)
+        x = check_features(features, None)
         if x.shape[1] != self.feature_mean.size:
             raise InputError(f"features must have {self.feature_mean.size} columns, got {x.shape[1]}")
         return _encode(self.weights, (x - self.feature_mean) / self.feature_scale, len(self.params["hidden_sizes"]))
@@ -409,7 +390,7 @@ class JuryModel:
     fit_seconds: float
 
     def _parts(self, features: ArrayLike | None):
-        x = self.features if features is None else _check_features(features, None)
+        x = self.features if features is None else check_features(features, None)
         if x.shape[1] != self.feature_mean.size:
             raise InputError(f"features must have {self.feature_mean.size} columns, got {x.shape[1]}")
         h = _encode(self.weights, (x - self.feature_mean) / self.feature_scale, len(self.params["hidden_sizes"]))
