@@ -26,10 +26,22 @@ from .._common import RandomState, as_generator, check_matrix, check_positive
 from .._errors import InputError, describe_examples
 from .._matrix import AnnotationMatrix
 
-__all__ = ["KINDS", "DisagreementDiagnosis", "disagreement_diagnosis", "encode_groups", "soft_labels"]
+__all__ = [
+    "KINDS",
+    "UNGROUPED_KINDS",
+    "CompetenceDiagnosis",
+    "DisagreementDiagnosis",
+    "competence_diagnosis",
+    "disagreement_diagnosis",
+    "encode_groups",
+    "group_jury_verdicts",
+    "soft_labels",
+]
 
 #: ``DisagreementDiagnosis.kind`` codes: ``KINDS[kind[i]]`` is the name shown to users
 KINDS = ("agreement", "noise", "systematic")
+#: ``CompetenceDiagnosis.kind`` codes, for crowds without rater groups
+UNGROUPED_KINDS = ("agreement", "noise", "contested")
 
 
 def _readonly(array: NDArray[Any]) -> NDArray[Any]:
@@ -139,6 +151,8 @@ class DisagreementDiagnosis:
         distribution where a group did not rate it).
     group_counts : int64, shape (n_items, n_groups)
         Annotations per item and group.
+    group_label_counts : int64, shape (n_items, n_groups, n_classes)
+        Raw votes per item, group and class (``group_counts`` is their sum over classes).
 
     Every array is read-only.
     """
@@ -154,6 +168,7 @@ class DisagreementDiagnosis:
     kind: NDArray[np.int8]
     group_distributions: NDArray[np.float64]
     group_counts: NDArray[np.int64]
+    group_label_counts: NDArray[np.int64]
 
     def kind_names(self) -> list[str]:
         """``kind`` as names (``'agreement'``, ``'noise'``, ``'systematic'``), one per item."""
@@ -361,4 +376,188 @@ def disagreement_diagnosis(
         kind=_readonly(kind),
         group_distributions=_readonly(shrunk),
         group_counts=_readonly(n_ig.astype(np.int64)),
+        group_label_counts=_readonly(counts.astype(np.int64)),
+    )
+
+
+# ---------------------------------------------------------------------- without groups
+
+
+@dataclass(frozen=True)
+class CompetenceDiagnosis:
+    """What can be said about an item's disagreement without rater groups.
+
+    Attributes
+    ----------
+    method : str
+    params : mapping
+    kind : int8, shape (n_items,)
+        ``0`` agreement (no disagreement), ``1`` noise (only raters marked unreliable
+        dissent from the reliable raters, who agree), ``2`` contested (reliable raters
+        disagree among themselves: a candidate for systematic disagreement, which only a
+        rater-group table can confirm); names in :data:`UNGROUPED_KINDS`.
+    disagreement : float64, shape (n_items,), in [0, 1)
+        ``1 - max_k share_k`` over all annotations.
+    reliable_disagreement : float64, shape (n_items,), in [0, 1)
+        The same over the reliable raters' annotations only (0 where fewer than two).
+    n_reliable : int64, shape (n_items,)
+        Annotations by reliable raters.
+
+    Every array is read-only.
+    """
+
+    method: str
+    params: Mapping[str, Any]
+    kind: NDArray[np.int8]
+    disagreement: NDArray[np.float64]
+    reliable_disagreement: NDArray[np.float64]
+    n_reliable: NDArray[np.int64]
+
+    def kind_names(self) -> list[str]:
+        """``kind`` as names (``'agreement'``, ``'noise'``, ``'contested'``), one per item."""
+        return [UNGROUPED_KINDS[k] for k in self.kind.tolist()]
+
+
+def competence_diagnosis(matrix: AnnotationMatrix, reliable: Sequence[bool], *,
+                         min_share: float = 0.25) -> CompetenceDiagnosis:
+    r"""Noise or contested disagreement per item, from which raters are reliable.
+
+    Without a rater-group table, systematic disagreement cannot be told from hard items,
+    but noise can still be recognised: where the item's reliable raters (e.g. MACE
+    competence above a threshold, ``1 - spam_probability``) all agree and only unreliable
+    ones dissent, the disagreement is *noise*; where reliable raters disagree with each
+    other -- at least two of them and at least ``min_share`` of the reliable annotations
+    outside their majority -- it is *contested* (hard, ambiguous or a perspective split;
+    add groups to tell). One reliable rater off is noise too. Cost: two ``bincount`` over
+    the triplets.
+
+    Parameters
+    ----------
+    matrix : AnnotationMatrix
+    reliable : sequence of bool, length n_workers
+    min_share : float in [0, 1]
+        Share of the reliable annotations outside their majority from which an item is
+        contested.
+
+    Returns
+    -------
+    CompetenceDiagnosis
+
+    Raises
+    ------
+    InputError
+        Not an AnnotationMatrix, ``reliable`` of the wrong length, ``min_share`` outside [0, 1].
+
+    >>> from galton.quality import AnnotationMatrix
+    >>> m = AnnotationMatrix.from_codes([0, 0, 0, 1, 1, 1, 1, 2, 2], [0, 1, 2, 0, 1, 3, 4, 0, 1],
+    ...                                 [0, 0, 1, 0, 1, 0, 1, 1, 1])
+    >>> competence_diagnosis(m, [True, True, False, True, True]).kind_names()
+    ['noise', 'contested', 'agreement']
+    """
+    matrix = check_matrix(matrix)
+    ok = np.asarray(reliable, dtype=bool).ravel()
+    if ok.size != matrix.n_workers:
+        raise InputError(f"reliable must hold one bool per worker: got {ok.size} for {matrix.n_workers} workers")
+    check_positive("min_share", min_share, allow_zero=True)
+    if min_share > 1:
+        raise InputError(f"min_share must be in [0, 1], got {min_share!r}")
+    counts = matrix.label_counts().astype(np.float64)
+    totals = counts.sum(axis=1)
+    disagreement = np.where(totals > 0, 1.0 - counts.max(axis=1) / np.maximum(totals, 1), 0.0)
+    keep = ok[matrix.workers]
+    flat = matrix.items[keep].astype(np.int64) * matrix.n_classes + matrix.labels[keep]
+    rcounts = np.bincount(flat, minlength=matrix.n_items * matrix.n_classes).reshape(matrix.n_items, -1)
+    n_rel = rcounts.sum(axis=1)
+    rel_dis = np.where(n_rel >= 2, 1.0 - rcounts.max(axis=1) / np.maximum(n_rel, 1), 0.0)
+    outside = n_rel - rcounts.max(axis=1)
+    contested = (outside >= 2) & (rel_dis >= min_share)
+    kind = np.where(disagreement <= 0, 0, np.where(contested, 2, 1)).astype(np.int8)
+    return CompetenceDiagnosis(
+        method="competence_diagnosis",
+        params={"n_reliable_workers": int(ok.sum()), "min_share": float(min_share)},
+        kind=_readonly(kind),
+        disagreement=_readonly(disagreement.astype(np.float64)),
+        reliable_disagreement=_readonly(rel_dis.astype(np.float64)),
+        n_reliable=_readonly(n_rel.astype(np.int64)),
+    )
+
+
+# ---------------------------------------------------------------------- juries without a model
+
+
+def group_jury_verdicts(
+    diagnosis: DisagreementDiagnosis,
+    composition: Mapping[Hashable, int],
+    *,
+    n_samples: int = 200,
+    random_state: RandomState = 0,
+):
+    r"""Verdict distribution of juries drawn from the observed group label distributions.
+
+    A feature-free stand-in for :meth:`JuryModel.verdicts` (Gordon et al. 2022), for
+    projects without item features: a juror of group :math:`g` on item :math:`i` votes
+    :math:`y \sim p_{ig}`, the group's shrunk label distribution
+    (``diagnosis.group_distributions``, the pooled item distribution where the group did
+    not rate the item). Each of ``n_samples`` juries holds ``composition[g]`` jurors of
+    every group ``g``; its verdict is the plurality (ties broken uniformly at random).
+    Cost: ``O(n_samples * n_items * n_groups * n_classes)``.
+
+    Parameters
+    ----------
+    diagnosis : DisagreementDiagnosis
+    composition : mapping of group name to int >= 1
+        E.g. ``{"A": 6, "B": 6}``; names as in ``diagnosis.group_names``.
+    n_samples : int >= 1
+    random_state : int, Generator or None
+
+    Returns
+    -------
+    JuryVerdicts
+        ``by`` is ``"group"``.
+
+    Raises
+    ------
+    InputError
+        An empty composition, a group the diagnosis does not know, or a count that is not
+        a positive integer.
+
+    >>> from galton.quality import AnnotationMatrix
+    >>> m = AnnotationMatrix.from_codes([0] * 8, list(range(8)), [0] * 4 + [1] * 4)
+    >>> d = disagreement_diagnosis(m, ["A"] * 4 + ["B"] * 4, random_state=0)
+    >>> group_jury_verdicts(d, {"A": 5, "B": 1}, random_state=0).labels.tolist()
+    [0]
+    """
+    from ._models import JuryVerdicts
+
+    if not isinstance(diagnosis, DisagreementDiagnosis):
+        raise InputError("diagnosis must be a DisagreementDiagnosis (from disagreement_diagnosis)")
+    if not isinstance(composition, Mapping) or not composition:
+        raise InputError("composition must be a non-empty mapping {group: number of jurors}, e.g. {'A': 6, 'B': 6}")
+    check_positive("n_samples", n_samples, integer=True)
+    names = list(diagnosis.group_names)
+    picks = []
+    for group, count in composition.items():
+        check_positive(f"composition[{group!r}]", count, integer=True)
+        if group not in names:
+            raise InputError(f"composition names group {group!r}, which no rater has; groups: "
+                             f"{describe_examples(names)}")
+        picks.append((names.index(group), int(count)))
+    rng = as_generator(random_state)
+    p = diagnosis.group_distributions
+    n_items, n_classes = p.shape[0], p.shape[2]
+    tally = np.zeros((n_items, n_classes))
+    rows = np.arange(n_items)
+    for _ in range(int(n_samples)):
+        votes = np.zeros((n_items, n_classes))
+        for g, count in picks:
+            votes += rng.multinomial(count, p[:, g, :])
+        verdict = (votes + rng.random(votes.shape) * 0.5).argmax(axis=1)  # < 1 vote apart: ties only
+        tally[rows, verdict] += 1.0
+    distribution = tally / n_samples
+    return JuryVerdicts(
+        composition=dict(composition),
+        by="group",
+        n_samples=int(n_samples),
+        distribution=_readonly(distribution),
+        labels=_readonly(distribution.argmax(axis=1).astype(np.int32)),
     )

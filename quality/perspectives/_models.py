@@ -132,8 +132,19 @@ class MultiAnnotatorPrediction:
     labels : int32, shape (n_items,)
         Majority of the heads (``head_votes.argmax(1)``; ties to the larger posterior).
     uncertainty : float64, shape (n_items,), in [0, 1]
-        Variance across heads, :math:`\\sum_k \\mathrm{Var}_w(p_{wik}) / (1 - 1/K)`: high
-        where annotators are predicted to disagree (Davani et al.'s uncertainty).
+        Davani et al.'s uncertainty: the variance across heads of their *predicted labels*,
+        :math:`\\sum_k \\mathrm{Var}_w(\\mathbb{1}[\\hat y_{wi} = k]) / (1 - 1/K)
+        = (1 - \\sum_k v_{ik}^2) / (1 - 1/K)` with :math:`v` = ``head_votes``: 0 when all
+        heads predict the same label, 1 when they spread evenly over the classes.
+    expected_disagreement : float64, shape (n_items,), in [0, 1]
+        :math:`(1 - \\sum_k \\bar p_{ik}^2) / (1 - 1/K)`: the chance that two annotations
+        drawn from the heads differ (normalised). It adds the heads' own spread (an
+        annotator who is unsure) to their between-head spread, and is what an observed
+        vote split estimates.
+    head_variance : float64, shape (n_items,), in [0, 1]
+        Variance across heads of the predicted *probabilities*,
+        :math:`\\sum_k \\mathrm{Var}_w(p_{wik}) / (1 - 1/K)`: only the between-head part;
+        low where every head is unsure in the same way.
 
     Every array is read-only.
     """
@@ -142,6 +153,8 @@ class MultiAnnotatorPrediction:
     head_votes: NDArray[np.float64]
     labels: NDArray[np.int32]
     uncertainty: NDArray[np.float64]
+    expected_disagreement: NDArray[np.float64]
+    head_variance: NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -202,11 +215,41 @@ class MultiAnnotatorModel:
         h = self._hidden(features)
         return _summarise_heads(h, self.weights, self.trained_heads, self.n_classes)
 
+    def predict_raters(self, features: ArrayLike, matrix: AnnotationMatrix) -> MultiAnnotatorPrediction:
+        """The same summary over each item's own raters only: the heads of the workers who
+        annotated item ``i`` in ``matrix`` (their labels are not used), e.g. the annotators
+        assigned to a new batch. Items without annotations get uniform rows, and 0 uncertainty
+        and expected disagreement.
+
+        ``features`` has one row per item code of ``matrix``.
+        """
+        matrix = check_matrix(matrix)
+        if matrix.n_workers > self.n_workers or matrix.n_classes != self.n_classes:
+            raise InputError(f"matrix must use this model's workers (< {self.n_workers}) and "
+                             f"{self.n_classes} classes, got {matrix.n_workers} workers and {matrix.n_classes}")
+        x = check_features(features, matrix.n_items)
+        p = self.worker_proba(x[matrix.items], matrix.workers)
+        return _summarise_raters(p, matrix.items.astype(np.int64), matrix.n_items, self.n_classes)
+
+
+def _summary(posteriors, head_votes, head_variance, n_classes, empty=None) -> MultiAnnotatorPrediction:
+    norm = 1.0 - 1.0 / n_classes
+    labels = (head_votes + 1e-9 * posteriors).argmax(axis=1).astype(np.int32)
+    uncertainty = np.clip((1.0 - (head_votes**2).sum(axis=1)) / norm, 0.0, 1.0)
+    expected = np.clip((1.0 - (posteriors**2).sum(axis=1)) / norm, 0.0, 1.0)
+    if empty is not None:  # no head to ask: nothing is predicted to disagree
+        uncertainty[empty] = 0.0
+        expected[empty] = 0.0
+    return MultiAnnotatorPrediction(
+        _readonly(posteriors), _readonly(head_votes), _readonly(labels), _readonly(uncertainty),
+        _readonly(expected), _readonly(np.clip(head_variance / norm, 0.0, 1.0)),
+    )
+
 
 def _summarise_heads(h, weights, active, n_classes) -> MultiAnnotatorPrediction:
     w = weights["heads.w"][active]
     b = weights["heads.b"][active]
-    post, votes, unc = [], [], []
+    post, votes, var = [], [], []
     step = max(1, (1 << 22) // max(1, w.shape[0] * n_classes))  # bounds the (step, n_heads, K) temporary
     for begin in range(0, h.shape[0], step):
         p = _softmax(np.einsum("bh,whk->bwk", h[begin : begin + step], w) + b[None])
@@ -215,14 +258,28 @@ def _summarise_heads(h, weights, active, n_classes) -> MultiAnnotatorPrediction:
         onehot = np.zeros_like(mean)
         np.add.at(onehot, (np.repeat(np.arange(p.shape[0]), p.shape[1]), p.argmax(axis=2).ravel()), 1.0)
         votes.append(onehot / p.shape[1])
-        unc.append(p.var(axis=1).sum(axis=1) / (1.0 - 1.0 / n_classes))
-    posteriors = np.concatenate(post) if post else np.zeros((0, n_classes))
-    head_votes = np.concatenate(votes) if votes else np.zeros((0, n_classes))
-    labels = (head_votes + 1e-9 * posteriors).argmax(axis=1).astype(np.int32)
-    uncertainty = np.clip(np.concatenate(unc) if unc else np.zeros(0), 0.0, 1.0)
-    return MultiAnnotatorPrediction(
-        _readonly(posteriors), _readonly(head_votes), _readonly(labels), _readonly(uncertainty)
-    )
+        var.append(p.var(axis=1).sum(axis=1))
+    empty = np.zeros((0, n_classes))
+    return _summary(np.concatenate(post) if post else empty, np.concatenate(votes) if votes else empty,
+                    np.concatenate(var) if var else np.zeros(0), n_classes)
+
+
+def _summarise_raters(p, items, n_items, n_classes) -> MultiAnnotatorPrediction:
+    """The heads of each item's own raters: ``p[r]`` is the head of row ``r``'s worker on item ``items[r]``."""
+    n = np.bincount(items, minlength=n_items).astype(np.float64)
+    safe = np.maximum(n, 1.0)[:, None]
+    mean = np.zeros((n_items, n_classes))
+    square = np.zeros((n_items, n_classes))
+    votes = np.zeros((n_items, n_classes))
+    np.add.at(mean, items, p)
+    np.add.at(square, items, p**2)
+    np.add.at(votes, (items, p.argmax(axis=1)), 1.0)
+    mean, square, votes = mean / safe, square / safe, votes / safe
+    empty = n == 0
+    mean[empty] = 1.0 / n_classes
+    votes[empty] = 1.0 / n_classes
+    variance = np.where(empty, 0.0, (square - mean**2).sum(axis=1))
+    return _summary(mean, votes, variance, n_classes, empty)
 
 
 def multi_annotator_model(
@@ -250,8 +307,13 @@ def multi_annotator_model(
     observed triplets only (the sparse matrix, no imputation); :math:`f` is an MLP of
     ``hidden_sizes`` (ReLU) over standardised features, shared by all heads. At
     prediction time the heads of all trained workers vote: ``posteriors`` (mean head
-    distribution), ``labels`` (head majority) and ``uncertainty`` (variance across heads,
-    which Davani et al. show correlates with the annotators' real disagreement).
+    distribution), ``labels`` (head majority), ``uncertainty`` (variance of the heads'
+    predicted labels, which Davani et al. show correlates with the annotators' real
+    disagreement), ``expected_disagreement`` and ``head_variance`` (see
+    :class:`MultiAnnotatorPrediction`). :meth:`MultiAnnotatorModel.predict_raters` asks
+    only the heads of each item's own annotators, which is what an observed vote split
+    measures: on the real crowds of ``benchmarks/perspectives.py`` its expected
+    disagreement correlates best with the observed disagreement.
 
     A single-head model trained on majority labels -- the usual baseline -- is this
     function on a one-worker matrix of the majority labels.
