@@ -8,15 +8,23 @@ Routes (the protocol Label Studio 1.23 speaks; see ``../shared/label-studio.md``
 ``POST /predict``            ``{"results": [...]}``: one entry per task, in order: the consensus
                               prediction, or ``[]`` (no prediction) for a task galton cannot score
 ``POST /webhook``            enqueue a review job (annotation created / updated / deleted, tasks
-                              created / deleted, project updated); START_TRAINING is recorded;
+                              created / deleted, project updated); START_TRAINING queues a
+                              training-dynamics job when enabled, else is recorded as unavailable;
                               ``GALTON_RESCORE`` (galton's own) asks for a full re-score
-``POST /train``              older Label Studio training call: recorded as unavailable
+``POST /train``              older Label Studio training call: as START_TRAINING
 ``GET /versions``            ``{"versions": [...]}`` model versions in the state
 ``GET /metrics``             Prometheus text: requests, jobs, queue depth, predictions
 ``GET /jobs``                the latest job records (JSON; ``?project=ID``)
 
 Errors are mapped in one place (:func:`_error`): ``{"error", "detail"}`` bodies, 400 for
-malformed requests, 401 for missing or wrong credentials, never a traceback or task data.
+malformed requests, 401 for missing or wrong credentials, 403 for a project outside
+``GALTON_PROJECTS``, 413 for a body over ``GALTON_MAX_REQUEST_MB``, never a traceback or
+task data.
+
+On start, jobs the state records as ``running`` (the previous process died in them) are
+marked ``interrupted`` and their projects are reviewed again (:func:`_resume_interrupted`):
+the state only ever records what Label Studio confirmed, so the new job rewrites exactly
+what the dead one may have left half-written.
 """
 
 from __future__ import annotations
@@ -32,11 +40,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from galton.connectors import LabelStudioConnector
 
-from .jobs import JobQueue, Reviewer, project_id_of
+from .jobs import FULL_EVENTS, JobQueue, Reviewer, project_id_of
 from .settings import SECRET_HEADER, Settings
 from .state import StateStore
 
@@ -58,6 +66,10 @@ class BadRequest(ValueError):
 
 class Unauthorized(Exception):
     """Missing or wrong credentials: 401."""
+
+
+class Forbidden(Exception):
+    """A project this backend is not configured for (``GALTON_PROJECTS``): 403."""
 
 
 def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -87,10 +99,33 @@ def _basic_credentials() -> tuple[str, str] | None:
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # hostile nesting: Python's JSON parser recurses per level
+        raise BadRequest("the body is nested too deeply to be a Label Studio request") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
     return body
+
+
+def _resume_interrupted(settings: Settings, store: StateStore, reviewer: Reviewer) -> list[int]:
+    """Mark the jobs a dead process left ``running`` as interrupted; review their projects again."""
+    interrupted = store.interrupt_running()
+    projects: dict[int, str] = {}
+    for job in interrupted:
+        names = {part.rsplit(" x", 1)[0] for part in str(job.get("reason") or "").split(", ")}
+        if job.get("kind") != "review" or not settings.allows(job["project_id"]):
+            continue
+        full = bool(names & FULL_EVENTS) or projects.get(job["project_id"]) == "full"
+        projects[job["project_id"]] = "full" if full else "resume"
+    if interrupted:
+        log.warning("%d jobs were interrupted by the previous process's end (ids %s); reviewing projects %s again",
+                    len(interrupted), ", ".join(str(j["id"]) for j in interrupted[:10]),
+                    ", ".join(map(str, sorted(projects))) or "(none)")
+    if settings.can_write_back:
+        for project_id, event in sorted(projects.items()):
+            reviewer.submit(project_id, event)
+    return sorted(projects)
 
 
 def create_app(settings: Settings | None = None, *, store: StateStore | None = None,
@@ -120,6 +155,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     here = os.path.dirname(os.path.abspath(__file__))
     app = Flask("galton.backend", root_path=here, instance_path=os.path.join(here, "instance"))
     app.config["JSON_SORT_KEYS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_request_mb * 1024 * 1024)
     app.extensions["galton"] = reviewer
     requests_seen: Counter[tuple[str, int]] = Counter()
     latency: Counter[str] = Counter()
@@ -157,6 +193,17 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     def _bad(error: BadRequest) -> Response:
         return _error(400, "bad_request", str(error))
 
+    @app.errorhandler(Forbidden)
+    def _forbidden(error: Forbidden) -> Response:
+        return _error(403, "forbidden", str(error))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(error: RequestEntityTooLarge) -> Response:
+        log.warning("refused %s %s: body of %s bytes over GALTON_MAX_REQUEST_MB=%g", request.method, request.path,
+                    request.content_length if request.content_length is not None else "?", settings.max_request_mb)
+        return _error(413, "request_too_large", f"the body is larger than GALTON_MAX_REQUEST_MB="
+                      f"{settings.max_request_mb:g} MB; raise that setting or send smaller batches")
+
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
         return _error(error.code or 500, (error.name or "error").lower().replace(" ", "_"),
@@ -166,6 +213,14 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     def _internal(error: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _error(500, "internal_error", "galton failed on this request; see the backend's log")
+
+    def _allowed(project_id: int | None) -> None:
+        if not settings.allows(project_id):
+            log.warning("refused %s %s for project %s: not in GALTON_PROJECTS", request.method, request.path,
+                        project_id if project_id is not None else "(none named)")
+            raise Forbidden(f"this backend is configured for projects {sorted(settings.projects or ())} "
+                            f"(GALTON_PROJECTS); the request names "
+                            f"{'project ' + str(project_id) if project_id is not None else 'no project'}")
 
     # -------------------------------------------------------------- routes
     @app.get("/")
@@ -183,8 +238,9 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
         schema = body.get("schema")
         if not isinstance(schema, str) or not schema.strip():
             raise BadRequest("'schema' (the project's labeling config XML) is missing")
-        version = _version(schema)
         project_id = project_id_of(body.get("project"))
+        _allowed(project_id)
+        version = _version(schema)
         if project_id is not None and settings.can_write_back and reviewer.live(project_id) is None \
                 and not store.jobs(project_id, limit=1):
             reviewer.submit(project_id, "setup")  # first contact: review the whole project once
@@ -199,6 +255,8 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     @app.post("/predict")
     def predict() -> Response:
         body = _json_body()
+        project_id = project_id_of(body.get("project"))
+        _allowed(project_id)
         tasks = body.get("tasks")
         if not isinstance(tasks, list):
             raise BadRequest("'tasks' must be a list of Label Studio tasks")
@@ -206,7 +264,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
         if not isinstance(xml, str) or not xml.strip():
             raise BadRequest("'label_config' (the project's labeling config XML) is missing")
         _version(xml)  # a config that cannot be read is a bad request
-        results = reviewer.predict(project_id_of(body.get("project")), tasks, xml)
+        results = reviewer.predict(project_id, tasks, xml)
         return jsonify({"results": results})
 
     @app.post("/webhook")
@@ -220,10 +278,14 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
             project_id = project_id_of(body["task"].get("project"))
         if project_id is None:
             raise BadRequest("the payload names no project ('project.id')")
+        _allowed(project_id)
         if action == "START_TRAINING":
-            job_id = reviewer.record_training(project_id)
+            job_id, status = reviewer.record_training(project_id)
+            if status.startswith("queued"):
+                return jsonify({"status": "accepted", "training": "queued", "job": job_id}), 201
             queued = reviewer.submit(project_id, "full") if settings.can_write_back else "skipped"
-            return jsonify({"status": "accepted", "training": "unavailable", "job": job_id, "rescore": queued}), 201
+            return jsonify({"status": "accepted", "training": "unavailable", "detail": status, "job": job_id,
+                            "rescore": queued}), 201
         if action == RESCORE_EVENT:  # galton's own: a full re-score (the scheduled sync sends it)
             return jsonify({"status": reviewer.submit(project_id, "full"), "project": project_id}), 202
         if action not in REVIEW_EVENTS:
@@ -234,13 +296,14 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
 
     @app.post("/train")
     def train() -> Response:
-        """Label Studio's older training call (without its webhook feature flag): recorded as unavailable."""
+        """Label Studio's older training call (without its webhook feature flag): as START_TRAINING."""
         body = _json_body()
         project_id = project_id_of(body.get("project"))
         if project_id is None:
             raise BadRequest("the body names no project ('project')")
-        job_id = reviewer.record_training(project_id)
-        return jsonify({"status": "unavailable", "detail": "training dynamics not installed", "job": job_id})
+        _allowed(project_id)
+        job_id, status = reviewer.record_training(project_id)
+        return jsonify({"status": status.split(":", 1)[0], "detail": status, "job": job_id})
 
     @app.get("/versions")
     def versions() -> Response:
@@ -276,4 +339,5 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
             lines.append(f'galton_backend_total{{what="{name}"}} {value}')
         return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
 
+    _resume_interrupted(settings, store, reviewer)
     return app

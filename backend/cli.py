@@ -3,11 +3,13 @@
 ``galton serve`` runs the Label Studio ML backend on waitress (a production WSGI server,
 pure Python). ``galton score`` runs the engine offline on files, ``galton gate`` decides
 pass / fail / pending for new raters from their gold answers, ``galton report`` writes a
-self-contained HTML report. More commands (``sync``) join the same group.
+self-contained HTML report, ``galton sync`` pulls, scores and writes back once or on a
+schedule (galton.backend.sync).
 
 Exit codes: 0 ok; 1 an unexpected error; 2 bad usage, configuration or input (the message
 names the problem); 3 ``galton gate --fail-exit`` and at least one rater failed; 4 Label
-Studio refused or could not be reached.
+Studio refused or could not be reached; 5 ``galton sync``: a project was skipped because
+another run holds its lock.
 """
 
 from __future__ import annotations
@@ -86,7 +88,13 @@ def serve(host: str | None, port: int | None, threads: int | None, log_level: st
         click.echo(f"galton serve needs the backend extra: pip install 'galton[backend]' ({error})", err=True)
         sys.exit(EXIT_CONFIG)
     try:
-        settings = Settings.from_env()
+        from .config import CONFIG_ENV, DEFAULT_PATH, load_config, settings_for
+
+        if os.environ.get(CONFIG_ENV, "").strip() or Path(DEFAULT_PATH).is_file():
+            # galton.toml's top-level tables (label_studio, state, review, dynamics) under the environment
+            settings = settings_for(load_config(), None, require_auth=True)
+        else:
+            settings = Settings.from_env()
         if host is not None or port is not None or threads is not None:
             settings = settings.with_(host=host or settings.host, port=settings.port if port is None else port,
                                       http_threads=threads or settings.http_threads)
@@ -259,15 +267,32 @@ def _review_options(fn: Any) -> Any:
     return fn
 
 
+def _perspective_options(fn: Any) -> Any:
+    fn = click.option("--jury", default=None, metavar="GROUP=N,...",
+                      help="Jury composition, e.g. A=6,B=6: the verdict distribution of juries drawn from each "
+                      "group's label distribution (needs --rater-groups; default $GALTON_JURY).")(fn)
+    return click.option("--rater-groups", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="Rater table CSV with worker,group columns (worker: Label Studio user id or e-mail, "
+                        "or the CSV worker): diagnoses systematic disagreement between the groups (default "
+                        "$GALTON_RATER_GROUPS).")(fn)
+
+
 @main.command()
 @_input_options
 @_review_options
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("galton-score"),
               show_default=True, help="Folder for consensus.csv, raters.csv, items.csv and summary.json.")
+@_perspective_options
+@click.option("--soft-labels", "soft_format", type=click.Choice(["csv", "json", "both", "none"]), default="csv",
+              show_default=True, help="Write the per-item label distribution (soft labels) as soft_labels.csv "
+              "and/or soft_labels.json.")
+@click.option("--soft-label-smoothing", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Pseudo-votes added to every class of every item in the soft labels.")
 @_run
 def score(annotations: Path | None, export: Path | None, label_config: Path | None, project: int | None,
           gold: Path | None, question: str | None, as_json: bool, method: str, out: Path, low_agreement: float,
-          low_confidence: float, seed: int) -> None:
+          low_confidence: float, seed: int, rater_groups: Path | None = None, jury: str | None = None,
+          soft_format: str = "csv", soft_label_smoothing: float = 0.0) -> None:
     """Score annotations offline: consensus, rater table, task flags and a summary.
 
     \b
@@ -281,12 +306,17 @@ def score(annotations: Path | None, export: Path | None, label_config: Path | No
       consensus.csv   item, question, label, confidence
       items.csv       ... plus agreement, n_annotations, flags, gold, label distribution
       raters.csv      one row per annotator and question (gold accuracy, MACE spam probability, ...)
+      disagreement.csv  per task and question: systematic / noise / agreement (contested without
+                      --rater-groups), score, p-value, per-group label distributions, jury verdict
+      soft_labels.csv item, task, question, label, votes, share (--soft-labels; shares sum to 1)
       summary.json    counts, flags, method, model version
 
     \b
-    Flags: low_agreement, low_confidence, spam_suspect, gold_mismatch, single_annotation.
+    Flags: low_agreement, low_confidence, spam_suspect, gold_mismatch, single_annotation,
+    systematic_disagreement (with --rater-groups).
     Example:
       galton score --annotations annotations.csv --gold gold.csv --method dawid_skene --out results/
+      galton score --export project-12.json --rater-groups raters.csv --jury A=6,B=6 --soft-labels both
     """
     from galton.connectors import write_table
 
@@ -295,16 +325,22 @@ def score(annotations: Path | None, export: Path | None, label_config: Path | No
 
     console = _console(as_json)
     settings = ReviewSettings(method=method, low_agreement=low_agreement, low_confidence=low_confidence,
-                              random_state=seed)
+                              random_state=seed, **_perspective_settings(rater_groups, jury))
     pulled, review = _load_and_review(annotations, export, label_config, project, gold, question, settings, console)
     consensus, items = consensus_rows(pulled, review)
     files = {
         "consensus": str(write_table(consensus, out / "consensus.csv")),
         "items": str(write_table(items, out / "items.csv")),
         "raters": str(write_table(review.worker_rows, out / "raters.csv")),
+        "disagreement": str(write_table(_disagreement_rows(pulled, review), out / "disagreement.csv")),
+        **_write_soft_labels(pulled, out, soft_format, soft_label_smoothing),
     }
+    settings_echo = dataclasses.asdict(settings)
+    settings_echo["rater_groups"] = {"n_workers": len(settings.rater_groups),
+                                     "groups": sorted({g for _, g in settings.rater_groups})}
+    settings_echo["jury_composition"] = dict(settings.jury_composition)
     summary = _clean({**review.summary, "method": method, "project_id": pulled.project_id,
-                      "settings": dataclasses.asdict(settings), "notes": list(pulled.notes),
+                      "settings": settings_echo, "notes": list(pulled.notes),
                       "n_flagged_tasks": sum(1 for entry in review.meta.values() if entry["flags"]),
                       "files": {**files, "summary": str(out / "summary.json")}})
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
@@ -333,6 +369,69 @@ def score(annotations: Path | None, export: Path | None, label_config: Path | No
     for note in pulled.notes:
         console.print(f"note: {note}")
     console.print(f"wrote {', '.join(files.values())} and {out / 'summary.json'}")
+
+
+def _perspective_settings(rater_groups: Path | None, jury: str | None) -> dict[str, Any]:
+    """``rater_groups`` and ``jury_composition`` for ReviewSettings from the options (or the environment)."""
+    from galton.quality import InputError
+
+    from .review import parse_jury_composition, read_rater_groups
+
+    path = rater_groups if rater_groups is not None else (os.environ.get("GALTON_RATER_GROUPS", "").strip() or None)
+    text = jury if jury is not None else (os.environ.get("GALTON_JURY", "").strip() or None)
+    groups = read_rater_groups(path) if path else {}
+    composition = parse_jury_composition(text) if text else {}
+    if composition and not groups:
+        raise InputError("--jury needs --rater-groups (the jurors are drawn per rater group)")
+    known = set(groups.values())
+    unknown = sorted(set(composition) - known)
+    if unknown:
+        raise InputError(f"--jury names groups that no rater has in the rater table: {unknown}; "
+                         f"groups: {sorted(known)}")
+    return {"rater_groups": groups, "jury_composition": composition}
+
+
+def _disagreement_rows(pulled: Any, review: Any) -> list[dict[str, Any]]:
+    """disagreement.csv: one row per task and question from ``meta["galton"]["questions"][q]["disagreement"]``."""
+    rows = []
+    for task_id in sorted(review.meta):
+        item = pulled.item_of(task_id)
+        for key, answer in review.meta[task_id]["questions"].items():
+            d = answer.get("disagreement")
+            if d is None:
+                continue
+            jury = d.get("jury") or {}
+            rows.append({"item": item if isinstance(item, int | str) else str(item), "task": task_id,
+                         "question": key, "kind": d["kind"], "basis": d["basis"], "score": d["score"],
+                         "p_value": d.get("p_value"), "noise_score": d.get("noise_score"),
+                         "groups": d["groups"], "jury_verdict": jury.get("verdict"),
+                         "jury_distribution": jury.get("distribution")})
+    return rows
+
+
+def _write_soft_labels(pulled: Any, out: Path, soft_format: str, smoothing: float) -> dict[str, str]:
+    """soft_labels.csv (long: one row per item, question and class) and/or .json (one record per item)."""
+    from galton.connectors import write_table
+
+    from .review import soft_label_rows
+
+    if soft_format == "none":
+        return {}
+    rows = soft_label_rows(pulled, smoothing=smoothing)
+    files = {}
+    if soft_format in ("csv", "both"):
+        files["soft_labels"] = str(write_table(rows, out / "soft_labels.csv"))
+    if soft_format in ("json", "both"):
+        records: dict[tuple[Any, str], dict[str, Any]] = {}
+        for row in rows:
+            record = records.setdefault((row["task"], row["question"]), {
+                "item": row["item"], "task": row["task"], "question": row["question"], "classes": [], "votes": [],
+                "soft_label": []})
+            record["classes"].append(row["label"])
+            record["votes"].append(row["votes"])
+            record["soft_label"].append(row["share"])
+        files["soft_labels_json"] = str(write_table(list(records.values()), out / "soft_labels.json"))
+    return files
 
 
 # Label Studio editions and where a gate decision can go (see README "galton gate"):
@@ -365,12 +464,13 @@ def _pause_failed(connector: Any, project_id: int, workers: list[Any], console: 
 
 @main.command()
 @_input_options
-@click.option("--target", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
-              show_default=True, help="Accuracy on gold a rater must reach.")
-@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), default=0.95,
-              show_default=True, help="Posterior probability needed to pass (accuracy >= target) or fail (<).")
-@click.option("--min-gold", type=click.IntRange(0), default=10, show_default=True,
-              help="Gold answers required before any decision.")
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Accuracy on gold a rater must reach (default: galton.toml's [gate] target, else 0.8).")
+@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), default=None,
+              help="Posterior probability needed to pass (accuracy >= target) or fail (<) (default: "
+              "galton.toml, else 0.95).")
+@click.option("--min-gold", type=click.IntRange(0), default=None,
+              help="Gold answers required before any decision (default: galton.toml, else 10).")
 @click.option("--prior", nargs=2, type=click.FloatRange(0, min_open=True), default=(1.0, 1.0), show_default=True,
               help="Beta prior pseudo-counts (a b) on accuracy.")
 @click.option("--spam-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
@@ -385,7 +485,8 @@ def _pause_failed(connector: Any, project_id: int, workers: list[Any], console: 
 @click.option("--seed", type=int, default=0, show_default=True, help="Random state of the MACE fit.")
 @_run
 def gate(annotations: Path | None, export: Path | None, label_config: Path | None, project: int | None,
-         gold: Path | None, question: str | None, as_json: bool, target: float, confidence: float, min_gold: int,
+         gold: Path | None, question: str | None, as_json: bool, target: float | None, confidence: float | None,
+         min_gold: int | None,
          prior: tuple[float, float], spam_threshold: float, fail_on_spam: bool, out: Path | None,
          pause_failed: bool, fail_exit: bool, seed: int) -> None:
     """Gate new raters on gold (honeypot) tasks: pass, fail or pending.
@@ -408,8 +509,18 @@ def gate(annotations: Path | None, export: Path | None, label_config: Path | Non
     from galton.connectors import write_table
     from galton.quality import StatisticsWarning, gate_workers
 
+    from .config import ConfigError, load_config
     from .offline import pick_question, worker_display
 
+    try:  # flags > galton.toml (the project's [projects.gate], else [gate]) > defaults
+        targets = load_config().project(project).gate if project is not None else load_config().gate
+    except ConfigError as error:
+        from galton.quality import InputError
+
+        raise InputError(str(error)) from None
+    target = targets.target if target is None else target
+    confidence = targets.confidence if confidence is None else confidence
+    min_gold = targets.min_gold if min_gold is None else min_gold
     console = _console(as_json)
     pulled, connector = _load(annotations, export, label_config, project, gold, question, console)
     try:
@@ -493,12 +604,13 @@ def gate(annotations: Path | None, export: Path | None, label_config: Path | Non
 @click.option("--link-project", type=int, default=None, help="Project id for task links of an --export "
               "(with --project: that project).")
 @click.option("--title", default="galton quality report", show_default=True, help="Title of the report.")
+@_perspective_options
 @_run
 def report(annotations: Path | None, export: Path | None, label_config: Path | None, project: int | None,
            gold: Path | None, question: str | None, as_json: bool, method: str, low_agreement: float,
            low_confidence: float, seed: int, target: float, confidence: float, min_gold: int,
            features: Path | None, epochs: int, out: Path, label_studio_url: str | None, link_project: int | None,
-           title: str) -> None:
+           title: str, rater_groups: Path | None = None, jury: str | None = None) -> None:
     """Write a self-contained HTML report (one file, plots embedded, no scripts).
 
     \b
@@ -508,6 +620,8 @@ def report(annotations: Path | None, export: Path | None, label_config: Path | N
       annotators       riskiest first (MACE spam probability), with gate decisions where there is gold
       confidence       histogram of the consensus confidence
       dynamics         data map and AUM histogram (with --features)
+      disagreement     tasks where rater groups split, per-group distributions, jury verdicts
+                       (with --rater-groups [--jury])
       flagged tasks    least confident first, linked to Label Studio (--label-studio-url, project id)
 
     Inputs and consensus options as for `galton score`; gate options as for `galton gate`.
@@ -538,7 +652,7 @@ def report(annotations: Path | None, export: Path | None, label_config: Path | N
     if link_project is not None and project is not None and link_project != project:
         raise InputError(f"--link-project {link_project} differs from --project {project}")
     settings = ReviewSettings(method=method, low_agreement=low_agreement, low_confidence=low_confidence,
-                              random_state=seed)
+                              random_state=seed, **_perspective_settings(rater_groups, jury))
     pulled, review = _load_and_review(annotations, export, label_config, project, gold, question, settings, console)
     link_id = link_project if link_project is not None else (project if project is not None else pulled.project_id)
     with console.status("agreement with bootstrap intervals"):
@@ -585,6 +699,134 @@ def report(annotations: Path | None, export: Path | None, label_config: Path | N
     if not payload["links"]:
         console.print("note: no task links (give --label-studio-url and the project id)")
     console.print(f"wrote {path} ({payload['n_flagged_tasks']} flagged tasks)")
+
+
+# ---------------------------------------------------------------------- sync
+EXIT_LOCKED = 5
+
+
+@main.command()
+@click.option("--project", "projects", type=click.IntRange(1), multiple=True,
+              help="Label Studio project id; repeat for several (default: every [[projects]] of galton.toml).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="galton.toml to read (default $GALTON_CONFIG, else ./galton.toml when present).")
+@click.option("--every", default=None, help="Run on a schedule, e.g. 15m, 90s, 2h (default: once; "
+              "[sync] every in galton.toml).")
+@click.option("--wait", "wait", default=None, help="How long to wait for another run's lock on a project "
+              "(e.g. 30s; default 0: report it as locked, exit code 5).")
+@click.option("--method", default=None, type=click.Choice(sorted(_METHOD_NAMES)),
+              help="Consensus method for every project (overrides $GALTON_METHOD and galton.toml).")
+@click.option("--dynamics/--no-dynamics", "dynamics", default=None,
+              help="Run training dynamics (overrides $GALTON_DYNAMICS and galton.toml).")
+@click.option("--label-studio-url", default=None, help="Overrides $LABEL_STUDIO_URL and galton.toml.")
+@click.option("--state-url", default=None, help="State database URL (overrides $GALTON_STATE_URL and galton.toml).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document per run on stdout, nothing else.")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def sync(projects: tuple[int, ...], config_path: Path | None, every: str | None, wait: str | None,
+         method: str | None, dynamics: bool | None, label_studio_url: str | None, state_url: str | None,
+         as_json: bool, log_level: str) -> None:
+    """Pull, score, (train dynamics) and write back, for one or many projects.
+
+    Incremental: only tasks changed since the last run are pulled and only what changed
+    materially is written (a full re-score when the labeling config or the method changes).
+    A second run writes nothing; a run that dies half-way is continued by the next one. Runs
+    of one project never overlap: a lock in the state database (with a lease) makes a second
+    run wait (--wait) or stop with exit code 5.
+
+    \b
+    Precedence: flags > environment > galton.toml > defaults.
+      LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY (or LABEL_STUDIO_API_KEY_FILE), GALTON_STATE_URL,
+      GALTON_METHOD, GALTON_DYNAMICS, GALTON_CONFIG
+
+    \b
+    Exit codes: 0 synced; 1 unexpected error; 2 bad configuration; 4 Label Studio refused or
+    could not be reached (or rejected the data) for a project; 5 a project was skipped because
+    another run holds its lock.
+
+    \b
+    Examples:
+      galton sync --project 12                       # once (cron, systemd timer)
+      galton sync --project 12 --project 13 --every 15m
+      galton sync --config /etc/galton/galton.toml --json
+    """
+    _configure_logging(log_level)
+    try:
+        from .config import ConfigError, load_config, parse_duration, settings_for
+        from .settings import SettingsError
+        from .state import StateError, StateStore
+        from .sync import exit_code, run_every, sync_project
+    except ImportError as error:  # pragma: no cover - depends on the installed extras
+        click.echo(f"galton sync needs the backend extra: pip install 'galton[backend]' ({error})", err=True)
+        sys.exit(EXIT_CONFIG)
+    console = _console(as_json)
+    try:
+        config = load_config(config_path)
+        for warning in config.warnings:
+            console.print(f"warning: {warning}")
+        interval = parse_duration(every, name="--every") if every is not None else config.every_s
+        wait_s = parse_duration(wait, name="--wait") if wait is not None else config.wait_s
+        if interval is not None and interval < 1:
+            raise ConfigError(f"--every must be at least 1 s, got {every!r}")
+        ids = list(dict.fromkeys(projects)) or [p.id for p in config.projects]
+        if not ids:
+            raise ConfigError("no project to sync: pass --project ID or list [[projects]] in galton.toml")
+        flags = {"method": method, "dynamics": dynamics, "label_studio_url": label_studio_url, "state_url": state_url}
+        per_project = {pid: settings_for(config, pid, **flags) for pid in ids}
+        missing = [pid for pid, s in per_project.items() if not s.can_write_back]
+        if missing:
+            raise ConfigError("set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or LABEL_STUDIO_API_KEY_FILE, or "
+                              "[label_studio] url and token_file in galton.toml): galton sync pulls and writes back")
+        state_urls = {s.state_url for s in per_project.values()}
+        store = StateStore(next(iter(state_urls)))
+    except (ConfigError, SettingsError, StateError) as error:
+        click.echo(f"galton sync: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+    def once() -> int:
+        outcomes = [sync_project(per_project[pid], store, pid, wait_s=wait_s, lease_s=config.lease_s)
+                    for pid in ids]
+        code = exit_code(outcomes)
+        if as_json:
+            _emit_json(_clean({"exit_code": code, "projects": [o.to_dict() for o in outcomes]}))
+        else:
+            _print_sync(console, outcomes)
+        return code
+
+    if interval is None:
+        code = once()
+        store.close()
+        sys.exit(code)
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    if not as_json:
+        console.print(f"galton sync: projects {', '.join(map(str, ids))} every {interval:g} s (Ctrl-C stops)")
+    run_every(interval, once, stop)
+    store.close()
+
+
+def _print_sync(console: Any, outcomes: Any) -> None:
+    from rich.table import Table
+
+    colour = {"synced": "green", "locked": "yellow", "failed": "red"}
+    table = Table(title="galton sync")
+    for column in ("project", "status", "pull", "tasks", "predictions", "meta", "flagged", "dynamics", "seconds"):
+        table.add_column(column, justify="left" if column in ("status", "pull", "dynamics") else "right")
+    for o in outcomes:
+        pull = "-" if o.full_pull is None else ("full" if o.full_pull else f"{o.n_pulled} changed")
+        table.add_row(str(o.project_id), f"[{colour.get(o.status, 'white')}]{o.status}[/]", pull, str(o.n_tasks),
+                      str(o.predictions_written + o.predictions_deleted), str(o.meta_written), str(o.n_flagged),
+                      str(o.dynamics.get("status", "off")).split(":")[0], f"{o.seconds:.1f}")
+    console.print(table)
+    for o in outcomes:
+        if o.error:
+            console.print(f"project {o.project_id}: {o.error}")
+        elif o.status == "synced" and o.n_written == 0:
+            console.print(f"project {o.project_id}: nothing changed, nothing written")
 
 
 if __name__ == "__main__":  # pragma: no cover

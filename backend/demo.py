@@ -89,6 +89,8 @@ WAIT_S = 900.0
 TOP_RATERS = 5
 #: raters with fewer labels are not ranked in the summary
 MIN_LABELS = 5
+#: training epochs of the demo's dynamics run (300 tasks: a few seconds)
+DEMO_EPOCHS = 5
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -326,6 +328,93 @@ def wait_for_review(connector: Any, backend: BackendProcess, project_id: int, n_
         time.sleep(interval)
 
 
+def vote_shares(data: CrowdDataset) -> dict[Any, list[float]]:
+    """Per item the raters' vote shares over the classes: the demo's feature vector (no texts bundled)."""
+    m = data.matrix
+    counts = np.zeros((m.n_items, m.n_classes))
+    np.add.at(counts, (m.items, m.labels), 1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    return {item: shares[i].round(3).tolist() for i, item in enumerate(data.encoding.item_ids)}
+
+
+def write_demo_config(workdir: Path) -> Path:
+    """The demo's galton.toml: state beside the demo, training dynamics on the ``votes`` vector field."""
+    path = workdir / "galton.toml"
+    path.write_text(f"""# written by make demo
+[state]
+url = "sqlite:///{workdir / 'backend.sqlite3'}"
+
+[review]
+method = "mace"
+
+[dynamics]
+enabled = true
+vector_field = "votes"
+epochs = {DEMO_EPOCHS}
+cache_dir = "{workdir / 'features'}"
+""")
+    return path
+
+
+def run_sync(toml: Path, url: str, token: str, project_id: int) -> dict[str, Any]:
+    """``galton sync --project ID`` with the demo's galton.toml, in this process; its outcome."""
+    from .config import load_config, settings_for
+    from .state import StateStore
+    from .sync import sync_project
+
+    settings = settings_for(load_config(toml, environ={}), project_id,
+                            environ={"LABEL_STUDIO_URL": url, "LABEL_STUDIO_API_KEY": token})
+    store = StateStore(settings.state_url)
+    try:
+        outcome = sync_project(settings, store, project_id)
+    finally:
+        store.close()
+    if outcome.status != "synced":
+        raise RuntimeError(f"galton sync of project {project_id} {outcome.status}: {outcome.error}")
+    return outcome.to_dict()
+
+
+def stored_dynamics(workdir: Path, project_id: int, pulled: Any) -> dict[str, Any] | None:
+    """The sync's training-dynamics report for the HTML report, when it matches the pulled tasks."""
+    from .dynamics import DynamicsStore
+    from .state import StateStore
+
+    store = StateStore(f"sqlite:///{workdir / 'backend.sqlite3'}")
+    try:
+        result = DynamicsStore(store).load(project_id)
+    finally:
+        store.close()
+    if result is None or result.report is None or result.question not in pulled.questions():
+        return None
+    task_of = pulled.task_of_item()
+    order = tuple(int(task_of[i]) for i in pulled.questions()[result.question].encoding.item_ids)
+    return {result.question: result.report} if order == tuple(result.task_ids) else None
+
+
+def mislabeled_rows(metas: Mapping[int, Mapping[str, Any] | None], gold: Mapping[int, Any]) -> list[dict[str, Any]]:
+    """Tasks flagged ``likely_mislabeled`` in Label Studio, most suspicious first."""
+    rows = []
+    for task_id, meta in metas.items():
+        entry = (meta or {}).get("dynamics") or {}
+        if entry.get("flag"):
+            rows.append({"task": task_id, "label": entry.get("label"), "gold": gold.get(task_id),
+                         "score": entry.get("score"), "region": entry.get("region")})
+    return sorted(rows, key=lambda r: -(r["score"] or 0.0))
+
+
+def format_mislabeled(rows: list[dict[str, Any]], synced: Mapping[str, Any] | None = None, *, top: int = 10) -> str:
+    """The summary's training-dynamics part: flagged tasks, and how many of them gold says are wrong."""
+    status = (synced or {}).get("dynamics", {})
+    wrong = [r for r in rows if r["gold"] is not None and str(r["gold"]) != str(r["label"])]
+    lines = ["", f"training dynamics ({status.get('status', '?')}, {status.get('epochs', '?')} epochs on "
+             f"{status.get('n_tasks', '?')} tasks): {len(rows)} tasks flagged likely_mislabeled, "
+             f"{len(wrong)} of them with a consensus that differs from gold",
+             f"  {'task':>8}  {'consensus':<10}{'gold':<6}{'score':>7}  region"]
+    for r in rows[:top]:
+        lines.append(f"  {r['task']:>8}  {r['label']!s:<10}{r['gold']!s:<6}{_fmt(r['score']):>7}  {r['region']}")
+    return "\n".join(lines)
+
+
 class _Stop(Exception):
     """SIGTERM, turned into an exception so the ``finally`` blocks stop the servers."""
 
@@ -353,6 +442,7 @@ def run_live(workdir: Path, *, keep_running: bool, wait_s: float = WAIT_S) -> di
     if data_dir.exists():
         shutil.rmtree(data_dir)
     shutil.copytree(workdir / "label-studio-template", data_dir)
+    shutil.rmtree(workdir / "features", ignore_errors=True)
     for stale in ("backend.sqlite3", "backend.sqlite3-wal", "backend.sqlite3-shm", "backend.log"):
         (workdir / stale).unlink(missing_ok=True)
     data = load_sample(SAMPLE)
@@ -370,17 +460,23 @@ def run_live(workdir: Path, *, keep_running: bool, wait_s: float = WAIT_S) -> di
                   f"{data.matrix.n_workers} raters, {data.matrix.n_annotations} annotations) ...", flush=True)
             config = choices_config([str(c) for c in data.encoding.class_names]).replace(
                 "<View>", f'<View><Header value="{WEATHER_CLASSES}"/>', 1)
+            shares = vote_shares(data)
             seeded = seed_crowd_project(connector, data, title=f"galton demo: {SAMPLE}", label_config=config,
-                                        texts={item: {"text": f"CrowdFlower weather tweet {item}"}
-                                               for item in data.encoding.item_ids})
+                                        texts={item: {"text": f"CrowdFlower weather tweet {item}",
+                                                      "votes": shares[item]} for item in data.encoding.item_ids})
             project_id = seeded.project_id
+            # galton sync with training dynamics first (the bundled sample has no tweet texts: the
+            # featurizer reads each task's vote shares, a vector field); the backend shares its state
+            toml = write_demo_config(workdir)
+            print("galton sync: consensus, training dynamics and write-back "
+                  "(Label Studio takes about 0.2 s per task) ...", flush=True)
+            synced = run_sync(toml, label_studio.url, credentials["token"], project_id)
             user, password, secret = BACKEND_USER, secrets.token_urlsafe(16), secrets.token_urlsafe(16)
             print("starting galton's backend and connecting it to the project ...", flush=True)
             backend = start_backend(workdir, {
                 "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": credentials["token"],
                 "GALTON_BASIC_AUTH_USER": user, "GALTON_BASIC_AUTH_PASSWORD": password,
-                "GALTON_WEBHOOK_SECRET": secret, "GALTON_METHOD": "mace",
-                "GALTON_STATE_URL": f"sqlite:///{workdir / 'backend.sqlite3'}",
+                "GALTON_WEBHOOK_SECRET": secret, "GALTON_CONFIG": str(toml),
             })
             sdk = connector.sdk
             sdk.ml.create(project=project_id, url=backend.url, title="galton", auth_method="BASIC_AUTH",
@@ -388,26 +484,28 @@ def run_live(workdir: Path, *, keep_running: bool, wait_s: float = WAIT_S) -> di
             for hook in sdk.webhooks.list(project=str(project_id)):
                 if hook.url == backend.url + "/webhook":
                     sdk.webhooks.update(id=hook.id, headers={SECRET_HEADER: secret})
-            print("galton reviews the project and writes predictions and meta back "
-                  "(Label Studio takes about 0.2 s per task) ...", flush=True)
+            print("galton's backend reviews the project (the sync wrote everything: nothing left to write) ...",
+                      flush=True)
             pulled = wait_for_review(connector, backend, project_id, len(seeded.task_of_item), timeout=wait_s)
 
             # the report: the same review the backend wrote (no gold), gate decisions against the sample's gold
             settings = ReviewSettings(method="mace")
             review = review_project(pulled, settings)
+            dynamics = stored_dynamics(workdir, project_id, pulled)
             item_of_task = {task: item for item, task in seeded.task_of_item.items()}
             question = next(iter(pulled.questions()))
             gold_by_task = {task: data.gold[item] for task, item in item_of_task.items() if item in data.gold}
             with_gold = replace(pulled, gold={question: {pulled.tasks[t].item: g for t, g in gold_by_task.items()}})
             report_path = reporting.write_report(
                 workdir / "report.html", pulled, review, gates=reporting.gate_decisions(with_gold),
-                settings=settings, label_studio_url=label_studio.url, project_id=project_id,
+                dynamics=dynamics, settings=settings, label_studio_url=label_studio.url, project_id=project_id,
                 title=f"galton demo: {SAMPLE} in Label Studio")
             metas = {t: (task.meta or {}).get("galton") for t, task in pulled.tasks.items()}
             in_ls = {item_of_task[t]: (m or {}).get("questions", {}).get(question, {}).get("label")
                      for t, m in metas.items() if t in item_of_task}
             ls_accuracy = label_studio_accuracy(in_ls, data.gold)
             flags = count_flags(metas)
+            flagged = mislabeled_rows(metas, {t: data.gold.get(i) for t, i in item_of_task.items()})
 
         seconds = time.monotonic() - started
         print(f"\nready in {seconds:.0f} s\n")
@@ -418,10 +516,11 @@ def run_live(workdir: Path, *, keep_running: bool, wait_s: float = WAIT_S) -> di
         print(f"report         {report_path}")
         print(f"logs           {workdir / 'label-studio.log'}, {workdir / 'backend.log'}\n")
         print(format_summary(offline, flags=flags, n_tasks=len(pulled.tasks), label_studio=ls_accuracy))
+        print(format_mislabeled(flagged, synced))
         sys.stdout.flush()
         result = {"url": label_studio.url, "project_id": project_id, "report": str(report_path),
                   "accuracy": {**offline["accuracy"], "label_studio": ls_accuracy}, "flags": flags,
-                  "seconds": seconds}
+                  "seconds": seconds, "sync": synced, "mislabeled": flagged}
         if keep_running:
             # the message is printed inside the suppress: a Ctrl-C right after it is a normal stop
             with contextlib.suppress(KeyboardInterrupt, _Stop):

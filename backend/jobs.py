@@ -17,9 +17,11 @@ The review job (:meth:`Reviewer.run`)
     the new state. Writing the same results twice leaves Label Studio unchanged.
 
 Write-back order and its guarantees
-    Label Studio writes one object per request (about 0.1-0.2 s each on a small server; only
-    new predictions go in bulk), so the order matters: first the predictions of the tasks
-    whose annotations changed (what the annotator waits for), then predictions a refit moved
+    Label Studio writes ``meta`` one task per request (about 0.1-0.3 s each on a small
+    server); predictions go in bulk (one delete action and one import for the tasks that
+    hold only galton's, see ``LabelStudioConnector.write_predictions``). So the order
+    matters: first the predictions of the tasks whose annotations changed (what the
+    annotator waits for), then predictions a refit moved
     elsewhere, then ``meta`` (one PATCH per task, the slowest part) in the same order, in
     chunks of ``META_CHUNK``. When another job for the project is waiting, a job stops
     between stages or chunks and commits what it wrote: the waiting job pulls later, and
@@ -70,7 +72,7 @@ __all__ = ["FULL_EVENTS", "TRAINING_UNAVAILABLE", "JobQueue", "LiveProject", "Re
 log = logging.getLogger(__name__)
 FULL_EVENTS = frozenset({"TASKS_DELETED", "START_TRAINING", "full"})
 TRAINING_UNAVAILABLE = "unavailable: training dynamics not installed"
-META_CHUNK = 20  # tasks per meta write (one PATCH each): a waiting job starts at most this late
+META_CHUNK = 10  # tasks per meta write (one PATCH each): a waiting job starts at most this late
 CATCH_UP_MIN = 50  # a job that PATCHed at least this many tasks' meta is followed by an idle pull
 MAX_DEFER_S = 60.0  # after this long without a complete job, every job makes progress on the rest
 
@@ -265,11 +267,11 @@ def project_id_of(value: Any) -> int | None:
         value = value.get("id")
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value if value > 0 else None
+    if isinstance(value, int):  # ids fit the state's 64-bit columns; a larger "id" is no project
+        return value if 0 < value < 2**63 else None
     if isinstance(value, str):
         head = value.split(".", 1)[0].strip()
-        return int(head) if head.isdigit() and int(head) > 0 else None
+        return int(head) if head.isdigit() and len(head) < 20 and 0 < int(head) < 2**63 else None
     return None
 
 
@@ -407,9 +409,34 @@ class Reviewer:
             raise RuntimeError("no job queue attached")
         return self.queue.submit(project_id, event)
 
-    def record_training(self, project_id: int) -> int:
-        """START_TRAINING: there is no training-dynamics job yet; record that honestly."""
-        return self.store.add_job(project_id, "train", TRAINING_UNAVAILABLE, "START_TRAINING")
+    def record_training(self, project_id: int) -> tuple[int, str]:
+        """START_TRAINING: with dynamics enabled (and its extras installed), queue a ``train`` job
+        (coalesced with the project's pending job: its review trains, then writes back);
+        otherwise record that training is unavailable and why. Returns the job record's id and
+        its status (``"queued: ..."`` or ``"unavailable: ..."``)."""
+        from .dynamics import missing_extras
+
+        dynamics = getattr(self.settings, "dynamics", None)
+        why = "disabled (set [dynamics] enabled = true or GALTON_DYNAMICS=on)" if dynamics is None or \
+            not dynamics.enabled else missing_extras()
+        if why is not None or self.queue is None or not self.settings.can_write_back:
+            why = why or "no job queue or no Label Studio to write back to"
+            status = f"unavailable: training dynamics {why}"[:200]
+            return self.store.add_job(project_id, "train", status, "START_TRAINING"), status
+        status = "queued: the next review job trains"
+        job_id = self.store.add_job(project_id, "train", status, "START_TRAINING")
+        self.submit(project_id, "train")
+        return job_id, status
+
+    def _with_dynamics(self, project_id: int, snapshot: PulledProject, review: Review,
+                       events: list[str]) -> Review:
+        """Training dynamics (galton.backend.dynamics) merged into meta, when enabled."""
+        dynamics = getattr(self.settings, "dynamics", None)
+        if dynamics is None or not dynamics.enabled:
+            return review
+        from .dynamics import with_dynamics
+
+        return with_dynamics(self, project_id, snapshot, review, events)
 
     def run(self, project_id: int, events: list[str]) -> None:
         """The review job for one project (see the module doc); records itself in ``jobs``."""
@@ -472,15 +499,18 @@ class Reviewer:
             # the pull reads the label config from the project request it makes anyway
             changed = connector.pull(project_id, since=since)
             n_pulled = changed.n_tasks
+            fresh = set(changed.tasks)
             if changed.config.xml == live.snapshot.config.xml:
                 snapshot = live.snapshot.merge(changed)
         if snapshot is None:  # first job, full event, no watermark, or the labeling config changed
             full = True
             snapshot = connector.pull(project_id, config=connector.label_config(project_id))
             n_pulled = snapshot.n_tasks
+            fresh = set(snapshot.tasks)
         config = snapshot.config
         lap("pull")
         review = review_project(snapshot, self.settings.review)
+        review = self._with_dynamics(project_id, snapshot, review, events)
         lap("review")
         before = live.written if live is not None and not (live.snapshot.config.xml != config.xml) else {}
         if live is not None and live.review.model_version != review.model_version:
@@ -519,8 +549,12 @@ class Reviewer:
                     yielded = name
                     break
                 forget(task_ids)
+                # the predictions this job's pull saw on a task stand for what it holds, so they
+                # are not read again (a /predict answer Label Studio stored since then would stay
+                # as a second galton prediction until the task's next write removes it)
+                held = {t: snapshot.tasks[t].predictions for t in task_ids if t in fresh}
                 summary = connector.write_predictions(project_id, {t: review.predictions[t] for t in task_ids},
-                                                      review.model_version)
+                                                      review.model_version, known=held)
                 _add(counts, "predictions", summary.to_dict())
                 self.bump("predictions_written", summary.written)
                 for t in task_ids:

@@ -10,6 +10,9 @@ What a lead sends around after a labelling round, per question of the project:
 * a histogram of the consensus confidence;
 * the data map and the AUM histogram when training dynamics ran
   (:func:`galton.quality.dynamics.find_mislabeled`);
+* disagreement between rater groups (when the review had a rater table): the tasks with
+  systematic disagreement, each group's label distribution and, with a jury composition,
+  the jury verdicts (:mod:`galton.quality.perspectives`);
 * the flagged tasks, linked to the task in Label Studio when its URL and project are known.
 
 Safety: the HTML is rendered by Jinja2 with autoescaping on, so every string that comes
@@ -310,6 +313,44 @@ combined ranking.</figcaption></figure>{% endif %}
 </div>
 {% endif %}
 
+{% if q.perspectives %}{% set p = q.perspectives %}
+<h3 id="disagreement-{{ loop.index }}">Disagreement between rater groups</h3>
+{% if p.basis == "groups" %}
+<p class="note">Rater groups {{ p.groups | join(", ") }} ({{ p.n_workers_grouped }} annotators with a group):
+{{ p.kinds.systematic }} tasks with systematic disagreement (the groups are split), {{ p.kinds.noise }} with
+noise, {{ p.kinds.agreement }} unanimous. Permutation test of the group labels within each task and a
+shrunk Jensen-Shannon score (galton.quality.perspectives.disagreement_diagnosis).</p>
+<table class="group-distribution">
+<tr><th class="l">group</th><th>annotations</th>{% for c in q.classes %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for g in p.overall %}<tr><td class="l">{{ g.name }}</td><td>{{ g.n }}</td>{% for v in g.shares %}<td>{{ v }}</td>
+{% endfor %}</tr>
+{% endfor %}</table>
+<p class="note">Label distribution of each group over all its annotations of this question.</p>
+{% if p.jury %}<p class="jury">Jury {{ p.jury.composition }}: {% if p.jury.skipped %}{{ p.jury.skipped }}{% else %}
+verdicts {{ p.jury.verdicts }} over {{ p.jury.n_samples }} sampled juries per task, drawn from each group's label
+distribution; the jury verdict differs from the consensus on {{ p.jury.n_differs }} tasks.{% endif %}</p>{% endif %}
+{% if p.rows %}
+<div class="scroll"><table class="systematic">
+<tr><th class="l">task</th><th class="l">item</th><th class="l">consensus</th><th>score</th><th>p-value</th>
+{% for g in p.groups %}<th class="l">{{ g }}</th>{% endfor %}{% if p.jury and not p.jury.skipped %}
+<th class="l">jury verdict</th>{% endif %}</tr>
+{% for f in p.rows %}<tr><td class="l">{% if f.url %}<a href="{{ f.url }}">{{ f.task }}</a>{% else %}{{ f.task }}
+{% endif %}</td><td class="l">{{ f.item }}</td><td class="l">{{ f.label }}</td><td>{{ f.score }}</td>
+<td>{{ f.p_value }}</td>{% for cell in f.groups %}<td class="l">{{ cell }}</td>{% endfor %}
+{% if p.jury and not p.jury.skipped %}<td class="l">{{ f.jury }}</td>{% endif %}</tr>
+{% endfor %}</table></div>
+{% if p.n_rows > p.rows | length %}<p class="note">The {{ p.rows | length }} highest scores of {{ p.n_rows }}
+are listed (disagreement.csv of galton score has them all).</p>{% endif %}
+{% else %}<p class="note">No task has systematic disagreement.</p>{% endif %}
+{% else %}
+<p class="note">No rater groups are known for this question, so systematic disagreement cannot be tested. From the
+annotators' MACE competence: {{ p.kinds.noise }} tasks with noise (only unreliable raters dissent, or one reliable
+rater), {{ p.kinds.contested }} contested (reliable raters disagree among themselves), {{ p.kinds.agreement }}
+unanimous. Give a rater table (worker,group CSV: GALTON_RATER_GROUPS, galton score --rater-groups) to tell
+perspectives from noise.</p>
+{% endif %}
+{% endif %}
+
 <h3 id="flagged-{{ loop.index }}">Flagged tasks ({{ q.n_flagged }})</h3>
 {% if q.flagged %}
 <p class="note">Least confident first{% if q.n_flagged > q.flagged | length %}; the first {{ q.flagged | length }}
@@ -386,6 +427,60 @@ def _rater_rows(pulled: PulledProject, review: Review, key: str,
                          if row["gold_n"] else "-"),
         })
     return rows
+
+
+def _perspectives_view(pulled: PulledProject, review: Review, key: str, classes: list[str], base_url: str | None,
+                       project_id: int | None, limit: int) -> dict[str, Any] | None:
+    """The "disagreement between rater groups" section of one question, from the review's meta and summary."""
+    summary = review.summary.get("disagreement", {}).get(key)
+    if not summary:
+        return None
+    view: dict[str, Any] = {"basis": summary["basis"], "groups": list(summary["groups"]),
+                            "n_workers_grouped": summary["n_workers_grouped"], "kinds": summary["kinds"],
+                            "jury": None, "rows": [], "n_rows": 0, "overall": []}
+    if summary["basis"] != "groups":
+        return view
+    totals = {g: np.zeros(len(classes)) for g in view["groups"]}
+    rows = []
+    n_differs = 0
+    for task_id in sorted(review.meta):
+        answer = review.meta[task_id]["questions"].get(key)
+        if answer is None or "disagreement" not in answer:
+            continue
+        d = answer["disagreement"]
+        for g, cell in d["groups"].items():
+            totals[g] += np.array([cell["n"] * (cell["distribution"][c] or 0.0) for c in classes])
+        jury = d.get("jury")
+        if jury is not None and jury["verdict"] != answer["label"]:
+            n_differs += 1
+        if d["kind"] != "systematic":
+            continue
+        cells = []
+        for g in view["groups"]:
+            cell = d["groups"].get(g)
+            cells.append("-" if cell is None else " / ".join(
+                f"{c} {_fmt(cell['distribution'][c], 2)}" for c in classes) + f" (n={cell['n']})")
+        rows.append((-(d["score"] or 0.0), task_id, {
+            "task": task_id, "item": str(pulled.item_of(task_id)), "label": answer["label"],
+            "score": _fmt(d["score"]), "p_value": _fmt(d.get("p_value")), "groups": cells,
+            "jury": "" if jury is None else f"{jury['verdict']} ({_fmt(jury['distribution'][jury['verdict']], 2)})",
+            "url": f"{base_url}/projects/{int(project_id)}/data?task={int(task_id)}"
+            if base_url is not None and project_id is not None else None}))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    view["rows"] = [row[2] for row in rows[:limit]]
+    view["n_rows"] = len(rows)
+    for g in view["groups"]:
+        n = float(totals[g].sum())
+        view["overall"].append({"name": g, "n": round(n),
+                                "shares": [_fmt(v / n if n else None) for v in totals[g]]})
+    jury_summary = summary.get("jury")
+    if jury_summary is not None:
+        composition = ", ".join(f"{n} from {g}" for g, n in jury_summary["composition"].items())
+        view["jury"] = {"composition": composition, "skipped": jury_summary.get("skipped"),
+                        "n_samples": jury_summary.get("n_samples"),
+                        "verdicts": ", ".join(f"{c}: {n}" for c, n in jury_summary.get("verdicts", {}).items()),
+                        "n_differs": n_differs}
+    return view
 
 
 def build_report(pulled: PulledProject, review: Review, *, agreement: Mapping[str, AgreementReport] | None = None,
@@ -479,6 +574,8 @@ def build_report(pulled: PulledProject, review: Review, *, agreement: Mapping[st
             "gated": gate is not None, "gate_params": gate.params if gate is not None else {},
             "gate_counts": ", ".join(f"{n} {name}" for name, n in gate.counts().items()) if gate is not None else "",
             "dynamics": dynamics_view,
+            "perspectives": _perspectives_view(pulled, review, key, [str(c) for c in data.encoding.class_names],
+                                               base_url if linked else None, project_id, max_flagged),
             "n_flagged": len(flagged), "flagged": [entry[2] for entry in flagged[:max_flagged]],
         })
     summary = review.summary

@@ -16,6 +16,18 @@ variable                       meaning                                          
 ``GALTON_HOST``/``GALTON_PORT``  where ``galton serve`` listens                       ``127.0.0.1`` / ``9090``
 ``GALTON_HTTP_THREADS``        waitress request threads                               ``8``
 ``GALTON_SCORE_TOLERANCE``     a task is rewritten when a score moves more than this  ``0.02``
+``GALTON_MAX_REQUEST_MB``      largest request body accepted (413 above it)           ``64``
+``GALTON_PROJECTS``            comma-separated project ids the backend acts on;       (any project)
+                               others get 403 on /setup, /predict, /webhook, /train
+``LABEL_STUDIO_API_KEY_FILE``  a file holding the token (when LABEL_STUDIO_API_KEY   (none)
+                               is unset; keep it mode 0600)
+``GALTON_CONFIG``              the galton.toml to read (galton sync, galton gate)     ``./galton.toml`` if present
+``GALTON_DYNAMICS``            ``on`` to run training dynamics in review jobs         ``off``
+``GALTON_DYNAMICS_TEXT_FIELDS``  comma-separated task data fields to featurize        ``text``
+``GALTON_DYNAMICS_EPOCHS``     training epochs of a dynamics run                      ``10``
+``GALTON_RATER_GROUPS``        rater table CSV (``worker,group[,...]``): turns on the  (none: no groups)
+                               ``systematic_disagreement`` flag and meta
+``GALTON_JURY``                jurors per group, e.g. ``A=6,B=6`` (needs groups)      (no jury)
 =============================  =====================================================  =========================
 
 Authentication is on unless ``GALTON_AUTH=off``: with it on, at least one of basic auth
@@ -28,6 +40,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from .dynamics import DynamicsSettings
 from .review import METHODS, ReviewSettings
 
 __all__ = ["SECRET_HEADER", "Settings", "SettingsError"]
@@ -53,6 +66,45 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int = 1) -> i
     return value
 
 
+def _projects(environ: Mapping[str, str]) -> frozenset[int] | None:
+    """``GALTON_PROJECTS``: ``"3, 12"`` -> {3, 12}; empty or unset -> None (any project)."""
+    raw = environ.get("GALTON_PROJECTS", "").strip()
+    if not raw:
+        return None
+    ids = set()
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise SettingsError(f"GALTON_PROJECTS must list project ids separated by commas (e.g. '3,12'), "
+                                f"got {part!r} in it")
+        ids.add(int(part))
+    if not ids:
+        raise SettingsError("GALTON_PROJECTS lists no project id; unset it to allow any project")
+    return frozenset(ids)
+
+
+def _dynamics(environ: Mapping[str, str], base: DynamicsSettings | None = None) -> DynamicsSettings:
+    """``GALTON_DYNAMICS*`` over ``base`` (the galton.toml values, or the defaults)."""
+    base = base or DynamicsSettings()
+    changes: dict[str, object] = {}
+    flag = environ.get("GALTON_DYNAMICS", "").strip().lower()
+    if flag:
+        if flag not in ("on", "off", "true", "false", "1", "0"):
+            raise SettingsError(f"GALTON_DYNAMICS must be 'on' or 'off', got {flag!r}")
+        changes["enabled"] = flag in ("on", "true", "1")
+    fields = environ.get("GALTON_DYNAMICS_TEXT_FIELDS", "").strip()
+    if fields:
+        changes.update(featurizer="text", text_fields=tuple(f.strip() for f in fields.split(",") if f.strip()))
+    if environ.get("GALTON_DYNAMICS_EPOCHS", "").strip():
+        changes["epochs"] = _int(environ, "GALTON_DYNAMICS_EPOCHS", base.epochs)
+    try:
+        return replace(base, **changes) if changes else base  # type: ignore[arg-type]
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
+
+
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
@@ -61,6 +113,20 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _review(environ: Mapping[str, str], method: str) -> ReviewSettings:
+    """``GALTON_METHOD`` plus the rater table (``GALTON_RATER_GROUPS``) and ``GALTON_JURY``."""
+    from .review import parse_jury_composition, read_rater_groups
+
+    path = environ.get("GALTON_RATER_GROUPS", "").strip()
+    jury = environ.get("GALTON_JURY", "").strip()
+    try:
+        groups = read_rater_groups(path) if path else {}
+        composition = parse_jury_composition(jury) if jury else {}
+        return ReviewSettings(method=method, rater_groups=groups, jury_composition=composition)
+    except ValueError as error:
+        raise SettingsError(f"GALTON_RATER_GROUPS / GALTON_JURY: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -85,6 +151,12 @@ class Settings:
     watermark_margin_s: float = 5.0
     job_retries: int = 3
     retry_delay_s: float = 2.0
+    # the largest request body (MB); /predict batches of full tasks with annotations are big
+    max_request_mb: float = 64.0
+    # the projects this backend acts on (None: any); others get 403 and nothing is pulled or written
+    projects: frozenset[int] | None = None
+    # training dynamics in review jobs (galton.backend.dynamics): off unless enabled
+    dynamics: DynamicsSettings = field(default_factory=DynamicsSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,7 +172,7 @@ class Settings:
             label_studio_url=(env.get("LABEL_STUDIO_URL") or "").strip() or None,
             label_studio_api_key=(env.get("LABEL_STUDIO_API_KEY") or "").strip() or None,
             state_url=(env.get("GALTON_STATE_URL") or "").strip() or DEFAULT_STATE_URL,
-            review=ReviewSettings(method=method),
+            review=_review(env, method),
             worker_threads=_int(env, "GALTON_WORKER_THREADS", 2),
             basic_auth_user=env.get("GALTON_BASIC_AUTH_USER") or None,
             basic_auth_password=env.get("GALTON_BASIC_AUTH_PASSWORD") or None,
@@ -110,6 +182,9 @@ class Settings:
             port=_int(env, "GALTON_PORT", 9090, low=0),
             http_threads=_int(env, "GALTON_HTTP_THREADS", 8),
             score_tolerance=_float(env, "GALTON_SCORE_TOLERANCE", 0.02),
+            max_request_mb=_float(env, "GALTON_MAX_REQUEST_MB", 64.0),
+            projects=_projects(env),
+            dynamics=_dynamics(env),
         )
         settings.validate()
         return settings
@@ -120,6 +195,11 @@ class Settings:
     @property
     def basic_auth(self) -> bool:
         return bool(self.basic_auth_user and self.basic_auth_password)
+
+    def allows(self, project_id: int | None) -> bool:
+        """Whether the backend may act on this project (``GALTON_PROJECTS``); with a list set, a
+        request that names no project is refused too."""
+        return self.projects is None or (project_id is not None and project_id in self.projects)
 
     @property
     def can_write_back(self) -> bool:
@@ -140,5 +220,7 @@ class Settings:
             raise SettingsError("set both LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (write-back needs both)")
         if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):
             raise SettingsError(f"LABEL_STUDIO_URL must start with http:// or https://, got {self.label_studio_url!r}")
+        if not 0.0 < self.max_request_mb <= 10_000:
+            raise SettingsError(f"GALTON_MAX_REQUEST_MB must lie in (0, 10000], got {self.max_request_mb}")
         if not 0.0 <= self.score_tolerance <= 1.0:
             raise SettingsError(f"GALTON_SCORE_TOLERANCE must lie in [0, 1], got {self.score_tolerance}")

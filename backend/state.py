@@ -235,6 +235,18 @@ class StateStore:
                                                      task_results.c.task_id.in_(ids)))
 
     # ------------------------------------------------------------------ jobs
+    def interrupt_running(self) -> list[dict[str, Any]]:
+        """Mark every job recorded as ``running`` as ``interrupted`` (call once at start, when no
+        job of this process runs yet: a process that died left them so); returns them."""
+        with self.engine.begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(
+                sa.select(jobs.c.id, jobs.c.project_id, jobs.c.kind, jobs.c.reason).where(jobs.c.status == "running"))]
+            if rows:
+                conn.execute(jobs.update().where(jobs.c.id.in_([r["id"] for r in rows])).values(
+                    status="interrupted", error="the backend process ended while the job ran; redone on start",
+                    finished_at=now_iso()))
+        return rows
+
     def add_job(self, project_id: int, kind: str, status: str, reason: str = "") -> int:
         with self.engine.begin() as conn:
             result = conn.execute(jobs.insert().values(project_id=project_id, kind=kind, status=status,

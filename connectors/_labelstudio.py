@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 GALTON_PREFIX = "galton-"
 _SCORE_DIGITS = 4
+WORKERS_TTL_S = 600.0  # the user list is read again after this long
+PER_TASK_READ_MAX = 20  # up to this many tasks' predictions are listed task by task, more in one listing
+BULK_MIN = 15  # more predictions than this to write go in bulk (each bulk call costs seconds)
 Progress = Callable[[int, int | None], None]
 
 
@@ -121,10 +125,6 @@ def prediction_result(config: LabelConfig, labels: Mapping[str, str]) -> tuple[d
     return tuple(regions)
 
 
-def _now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -160,6 +160,9 @@ class LabelStudioConnector:
         First retry delay in seconds; doubles each retry (capped at 30 s), with jitter.
     n_threads : int
         Concurrent requests for per-task writes and incremental pages.
+    bulk_min : int
+        A prediction write-back of more requests than this goes in bulk (see
+        :meth:`write_predictions`); default ``BULK_MIN``.
 
     Examples
     --------
@@ -169,7 +172,8 @@ class LabelStudioConnector:
     """
 
     def __init__(self, url: str, api_key: str, *, timeout: float = 30.0, export_timeout: float = 600.0,
-                 max_retries: int = 4, backoff: float = 0.5, n_threads: int = 4, page_size: int = 100) -> None:
+                 max_retries: int = 4, backoff: float = 0.5, n_threads: int = 4, page_size: int = 100,
+                 bulk_min: int = BULK_MIN) -> None:
         if not url or not url.startswith(("http://", "https://")):
             raise PlatformError(f"the Label Studio URL must start with http:// or https://, got {url!r}")
         if not api_key:
@@ -187,6 +191,7 @@ class LabelStudioConnector:
         self.backoff = float(backoff)
         self.n_threads = max(1, int(n_threads))
         self.page_size = int(page_size)
+        self.bulk_min = max(0, int(bulk_min))
         self._httpx = httpx
         self._http = httpx.Client(timeout=self.timeout, follow_redirects=True,
                                   limits=httpx.Limits(max_connections=self.n_threads + 2))
@@ -194,6 +199,8 @@ class LabelStudioConnector:
         self.sdk = LabelStudio(base_url=self.url, api_key=api_key, httpx_client=self._http, max_retries=0,
                                timeout=self.timeout)
         self._rng = random.Random()
+        self._workers: tuple[dict[int, WorkerInfo] | None, float] = (None, 0.0)
+        self._workers_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never shows the key
         return f"LabelStudioConnector({self.url!r})"
@@ -290,21 +297,46 @@ class LabelStudioConnector:
             Bad token (401), no permission (403), unknown project (404), or the server
             still failing after the retries.
         """
-        # the watermark is taken before any task is read: Label Studio builds an export from
-        # several queries over tens of seconds, so a time taken after it could skip a change
-        # made to an already-exported task while the export was running
-        response = self._raw("GET", f"api/projects/{project_id}/", project_id=project_id,
-                             what="reading the project")
-        started = _server_time(response)
-        if config is None:
-            body = response.json()
-            config = parse_label_config(str(body.get("label_config") or "") if isinstance(body, dict) else "")
-        if since is None:
-            tasks = self._export(project_id, progress)
-        else:
-            tasks = self._pages(project_id, since, progress)
+        # The watermark (the server's Date on the project request) precedes every task read:
+        # Label Studio builds an export from several queries over tens of seconds, so a time
+        # taken after it could skip a change made to an already-exported task meanwhile. An
+        # incremental pull sends the project request and its first task page at once; that
+        # page's query starts after both were sent, so the Date less the project request's
+        # round trip still precedes it.
+        first_page = None
+        with ThreadPoolExecutor(1) as pool:
+            sent = time.monotonic()
+            if since is not None:
+                first_page = pool.submit(self._task_page, project_id, since, 1)
+            response = self._raw("GET", f"api/projects/{project_id}/", project_id=project_id,
+                                 what="reading the project")
+            started = _server_time(response, earlier_by=time.monotonic() - sent if since is not None else 0.0)
+            if config is None:
+                body = response.json()
+                config = parse_label_config(str(body.get("label_config") or "") if isinstance(body, dict) else "")
+            if first_page is None:
+                tasks = self._export(project_id, progress)
+            else:
+                tasks = self._pages(project_id, since or "", progress, first=first_page.result().json())
         return parse_tasks(tasks, config, project_id=project_id, item_field=item_field, gold=gold,
-                           workers=self.workers(), watermark=started)
+                           workers=self._known_workers(tasks), watermark=started)
+
+    def _known_workers(self, tasks: Sequence[Any]) -> dict[int, WorkerInfo]:
+        """The organisation's users, listed again only when these tasks name a user not seen
+        yet or the list is older than ``WORKERS_TTL_S`` (an incremental pull of a few tasks
+        then costs no user listing)."""
+        needed = set()
+        for task in tasks:
+            for annotation in (task.get("annotations") or []) if isinstance(task, Mapping) else []:
+                user = annotation.get("completed_by") if isinstance(annotation, Mapping) else None
+                if isinstance(user, int) and not isinstance(user, bool):
+                    needed.add(user)
+        with self._workers_lock:
+            cached, when = self._workers
+            if cached is None or time.monotonic() - when > WORKERS_TTL_S or not needed <= cached.keys():
+                cached = self.workers()
+                self._workers = (cached, time.monotonic())
+            return cached
 
     def _export(self, project_id: int, progress: Progress | None) -> list[dict[str, Any]]:
         # a timed-out export is tried once more, not max_retries times (each try can take minutes)
@@ -320,7 +352,7 @@ class LabelStudioConnector:
             progress(len(tasks), len(tasks))
         return tasks
 
-    def _pages(self, project_id: int, since: str, progress: Progress | None) -> list[dict[str, Any]]:
+    def _task_page(self, project_id: int, since: str, number: int) -> Any:
         query = json.dumps({
             "filters": {"conjunction": "and", "items": [
                 {"filter": "filter:tasks:updated_at", "operator": "greater_or_equal", "type": "Datetime",
@@ -328,13 +360,16 @@ class LabelStudioConnector:
             ]},
             "ordering": ["tasks:id"],
         })
+        return self._raw("GET", "api/tasks/", project_id=project_id, what=f"reading task page {number}",
+                         params={"project": project_id, "page": number, "page_size": self.page_size,
+                                 "fields": "all", "query": query})
 
+    def _pages(self, project_id: int, since: str, progress: Progress | None, *,
+               first: Any = None) -> list[dict[str, Any]]:
         def page(number: int) -> Any:
-            return self._raw("GET", "api/tasks/", project_id=project_id, what=f"reading task page {number}",
-                             params={"project": project_id, "page": number, "page_size": self.page_size,
-                                     "fields": "all", "query": query})
+            return self._task_page(project_id, since, number)
 
-        body = page(1).json()
+        body = first if first is not None else page(1).json()
         total = int(body.get("total") or 0)
         tasks: list[dict[str, Any]] = list(body.get("tasks") or [])
         if progress is not None:
@@ -356,34 +391,70 @@ class LabelStudioConnector:
         return body if isinstance(body, list) else list(body.get("results") or [])
 
     # ------------------------------------------------------------------ writing
+    def task_predictions(self, project_id: int, task_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        """Every prediction (of any model) on these tasks: one listing per task when there are
+        few (``PER_TASK_READ_MAX``), else the project's whole listing (one request)."""
+        ids = sorted({int(t) for t in task_ids})
+        out: dict[int, list[dict[str, Any]]] = {t: [] for t in ids}
+        if len(ids) <= PER_TASK_READ_MAX:
+            def listing(task_id: int) -> list[dict[str, Any]]:
+                body = self._raw("GET", "api/predictions/", project_id=project_id,
+                                 what=f"listing the predictions of task {task_id}", params={"task": task_id}).json()
+                return body if isinstance(body, list) else list(body.get("results") or [])
+
+            with ThreadPoolExecutor(self.n_threads) as pool:
+                for task_id, found in zip(ids, pool.map(listing, ids), strict=True):
+                    out[task_id] = [p for p in found if int(p.get("task", task_id)) == task_id]
+            return out
+        for prediction in self.predictions(project_id):
+            task_id = int(prediction["task"])
+            if task_id in out:
+                out[task_id].append(prediction)
+        return out
+
     def write_predictions(self, project_id: int, predictions: Mapping[int, PredictionSpec], model_version: str,
-                          *, progress: Progress | None = None) -> WriteSummary:
+                          *, known: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+                          progress: Progress | None = None) -> WriteSummary:
         """Make each task hold exactly one galton prediction equal to ``predictions[task]``.
 
         Existing galton predictions (``model_version`` starting with ``galton-``) are kept
-        when equal, updated in place when stale, and deleted when surplus; predictions of
-        other models are never touched. A second call with the same input writes nothing.
+        when equal and replaced when stale or surplus; predictions of other models are never
+        touched. A second call with the same input writes nothing.
+
+        ``known`` (task id -> the predictions it holds, as a pull just read them, see
+        :attr:`TaskRecord.predictions`) spares reading them again; the other tasks' are read
+        (:meth:`task_predictions`).
+
+        Label Studio writes one prediction per request (about 0.3 s each on a loaded small
+        server), and its bulk calls cost a few seconds each whatever their size (an import
+        validates against the labeling config; the Data Manager's delete action recounts the
+        tasks). So up to ``bulk_min`` (``BULK_MIN``) writes go one request each; more go in bulk: new
+        ones in one import, and stale ones on tasks that hold only galton's predictions are
+        replaced by one delete action plus that import. On tasks that also hold another
+        model's prediction galton's are always updated one at a time, so the other stays.
         """
         if not model_version.startswith(GALTON_PREFIX):
             raise ValueError(f"galton's model versions start with {GALTON_PREFIX!r}; got {model_version!r}")
-        existing: dict[int, list[dict[str, Any]]] = {}
-        for prediction in self.predictions(project_id):
-            if str(prediction.get("model_version") or "").startswith(GALTON_PREFIX):
-                existing.setdefault(int(prediction["task"]), []).append(prediction)
+        held: dict[int, list[Mapping[str, Any]]] = {t: list(known[t]) for t in predictions
+                                                    if known is not None and known.get(t) is not None}
+        missing = [t for t in predictions if t not in held]
+        if missing:
+            held.update(self.task_predictions(project_id, missing))
         summary = WriteSummary()
         create: list[dict[str, Any]] = []
-        updates: list[tuple[int, dict[str, Any]]] = []
+        stale: list[tuple[int, int, dict[str, Any], list[int], bool]] = []  # task, id, wanted, surplus, only galton's
         deletes: list[int] = []
         for task_id, spec in predictions.items():
             score = round(float(spec.score), _SCORE_DIGITS)
             wanted = {"result": list(spec.result), "score": score, "model_version": model_version}
-            mine = sorted(existing.pop(task_id, []), key=lambda p: (p.get("model_version") != model_version, p["id"]))
+            on_task = held.get(task_id, [])
+            mine = sorted((p for p in on_task if str(p.get("model_version") or "").startswith(GALTON_PREFIX)),
+                          key=lambda p: (p.get("model_version") != model_version, p["id"]))
             if not mine:
                 create.append({"task": task_id, **wanted})
                 summary.task_ids.append(task_id)
                 continue
-            keep, surplus = mine[0], mine[1:]
-            deletes.extend(int(p["id"]) for p in surplus)
+            keep, surplus = mine[0], [int(p["id"]) for p in mine[1:]]
             same = (keep.get("model_version") == model_version
                     and _result_key(keep.get("result")) == _result_key(spec.result)
                     and keep.get("score") is not None and abs(float(keep["score"]) - score) < 10**-_SCORE_DIGITS)
@@ -391,48 +462,112 @@ class LabelStudioConnector:
                 summary.unchanged += 1
                 if surplus:
                     summary.task_ids.append(task_id)
-            else:
-                updates.append((int(keep["id"]), wanted))
-                summary.task_ids.append(task_id)
+                    deletes.extend(surplus)
+                continue
+            summary.task_ids.append(task_id)
+            stale.append((task_id, int(keep["id"]), wanted, surplus, len(mine) == len(on_task)))
+        # bulk only pays for itself above BULK_MIN single requests
+        bulk = len(create) + len(deletes) + sum(1 + len(s[3]) for s in stale) > self.bulk_min
+        replace = [s for s in stale if bulk and s[4]]
+        updates = []
+        for _, prediction_id, wanted, surplus, only in stale:
+            if not (bulk and only):
+                updates.append((prediction_id, wanted))
+                deletes.extend(surplus)
+        if replace:
+            expected = sum(1 + len(s[3]) for s in replace)
+            for batch in _chunks(sorted(s[0] for s in replace), 1000):
+                removed = self._delete_task_predictions(project_id, list(batch))
+                if removed > expected:  # another model wrote on these tasks since they were read
+                    log.warning("project %s: replacing galton's predictions also removed %d of another model's",
+                                project_id, removed - expected)
+                expected -= min(expected, removed)
+            summary.deleted += sum(len(s[3]) for s in replace)
+        n_new = len(create)
+        create.extend({"task": task_id, **wanted} for task_id, _, wanted, _, _ in replace)
         done = 0
         total = len(create) + len(updates) + len(deletes)
-        for batch in _chunks(create, 500):
-            self._call(f"importing {len(batch)} predictions", project_id,
-                       lambda b=batch: self.sdk.projects.import_predictions(id=project_id, request=list(b)))
-            summary.created += len(batch)
-            done += len(batch)
-            if progress is not None:
-                progress(done, total)
+
+        def post(item: dict[str, Any]) -> None:
+            self._create_once(project_id, [item], model_version, lambda items: self.sdk.predictions.create(**items[0]))
+
+        if bulk:
+            for batch in _chunks(create, 500):
+                self._create_once(project_id, list(batch), model_version,
+                                  lambda items: self.sdk.projects.import_predictions(id=project_id, request=items))
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
+            summary.created += n_new
+            summary.updated += len(replace)
 
         def update(item: tuple[int, dict[str, Any]]) -> None:
             prediction_id, wanted = item
             self._call(f"updating prediction {prediction_id}", project_id,
                        lambda: self.sdk.predictions.update(id=prediction_id, **wanted))
 
-        def delete(prediction_id: int) -> None:
-            from label_studio_sdk.core.api_error import ApiError
-
-            try:
-                self._call(f"deleting prediction {prediction_id}", project_id,
-                           lambda: self.sdk.predictions.delete(id=prediction_id))
-            except PlatformError as error:
-                if error.status != 404:  # already gone (a retried delete) is what we wanted
-                    raise
-            except ApiError:  # pragma: no cover - mapped by _call
-                raise
-
         with ThreadPoolExecutor(self.n_threads) as pool:
+            for _ in pool.map(post, [] if bulk else create):
+                summary.created += 1
+                done += 1
+                if progress is not None:
+                    progress(done, total)
             for _ in pool.map(update, updates):
                 summary.updated += 1
                 done += 1
                 if progress is not None:
                     progress(done, total)
-            for _ in pool.map(delete, deletes):
+            for _ in pool.map(lambda i: self._delete_prediction(project_id, i), deletes):
                 summary.deleted += 1
                 done += 1
                 if progress is not None:
                     progress(done, total)
         return summary
+
+    def _create_once(self, project_id: int, items: list[dict[str, Any]], model_version: str,
+                     send: Callable[[list[dict[str, Any]]], Any]) -> None:
+        """Create predictions so that each lands once, though a request may fail after Label
+        Studio applied it (a lost answer, a timeout): each try is sent once, and before a
+        retry the tasks are read again and only those still without a prediction of
+        ``model_version`` are sent (creates only go to tasks that hold none of it)."""
+        pending, attempt = items, 0
+        while True:
+            try:
+                self._call(f"creating {len(pending)} predictions", project_id, lambda p=pending: send(p),
+                           max_retries=0)
+                return
+            except PlatformError as error:
+                if not error.retryable or attempt >= self.max_retries:
+                    raise
+                cause = str(error)
+            delay = min(self.backoff * 2.0**attempt, 30.0) * (0.5 + self._rng.random())
+            log.warning("%s; reading the tasks again, retry %d of %d in %.1f s", cause, attempt + 1,
+                        self.max_retries, delay)
+            time.sleep(delay)
+            attempt += 1
+            held = self.task_predictions(project_id, [int(p["task"]) for p in pending])
+            pending = [p for p in pending
+                       if not any(q.get("model_version") == model_version for q in held.get(int(p["task"]), []))]
+            if not pending:
+                return
+
+    def _delete_prediction(self, project_id: int, prediction_id: int) -> None:
+        try:
+            self._call(f"deleting prediction {prediction_id}", project_id,
+                       lambda: self.sdk.predictions.delete(id=prediction_id))
+        except PlatformError as error:
+            if error.status != 404:  # already gone (a retried delete) is what we wanted
+                raise
+
+    def _delete_task_predictions(self, project_id: int, task_ids: list[int]) -> int:
+        """Delete every prediction on these tasks in one request (Data Manager action); how many."""
+        response = self._raw("POST", "api/dm/actions", project_id=project_id,
+                             what=f"deleting the predictions of {len(task_ids)} tasks",
+                             params={"id": "delete_tasks_predictions", "project": project_id},
+                             json={"selectedItems": {"all": False, "included": list(task_ids)}})
+        body = _body(response)
+        count = body.get("processed_items") if isinstance(body, dict) else None
+        return int(count) if isinstance(count, int) else 0
 
     def write_meta(self, project_id: int, values: Mapping[int, Mapping[str, Any]], *, key: str = "galton",
                    current: Mapping[int, Mapping[str, Any]] | None = None,
@@ -494,15 +629,38 @@ class LabelStudioConnector:
         return found
 
     def delete_galton_predictions(self, project_id: int, task_ids: Iterable[int] | None = None) -> int:
-        """Remove galton's predictions (all, or on ``task_ids``); returns how many."""
-        wanted = None if task_ids is None else set(task_ids)
-        ids = [int(p["id"]) for p in self.predictions(project_id)
-               if str(p.get("model_version") or "").startswith(GALTON_PREFIX)
-               and (wanted is None or int(p["task"]) in wanted)]
+        """Remove galton's predictions (all, or on ``task_ids``); returns how many.
+
+        More than ``bulk_min`` of them on tasks that hold only galton's predictions go in one
+        Data Manager delete action; the rest one by one, so another model's predictions stay.
+        """
+        wanted = None if task_ids is None else {int(t) for t in task_ids}
+        if wanted is not None:
+            held = self.task_predictions(project_id, wanted)
+        else:
+            held = {}
+            for prediction in self.predictions(project_id):
+                held.setdefault(int(prediction["task"]), []).append(prediction)
+        bulk: list[int] = []
+        one_by_one: list[int] = []
+        n_bulk = 0
+        for task_id, on_task in held.items():
+            if wanted is not None and task_id not in wanted:
+                continue
+            mine = [int(p["id"]) for p in on_task if str(p.get("model_version") or "").startswith(GALTON_PREFIX)]
+            if mine and len(mine) == len(on_task):
+                bulk.append(task_id)
+                n_bulk += len(mine)
+            else:
+                one_by_one.extend(mine)
+        if n_bulk <= self.bulk_min:
+            one_by_one.extend(int(p["id"]) for t in bulk for p in held[t])
+            bulk, n_bulk = [], 0
+        for batch in _chunks(sorted(bulk), 1000):
+            self._delete_task_predictions(project_id, batch)
         with ThreadPoolExecutor(self.n_threads) as pool:
-            list(pool.map(lambda i: self._call(f"deleting prediction {i}", project_id,
-                                               lambda: self.sdk.predictions.delete(id=i)), ids))
-        return len(ids)
+            list(pool.map(lambda i: self._delete_prediction(project_id, i), one_by_one))
+        return n_bulk + len(one_by_one)
 
 
 def _body(response: Any) -> Any:
@@ -537,14 +695,15 @@ def _filter_time(value: str) -> str:
     return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _server_time(response: Any) -> str:
-    """The server's clock from the Date header (second resolution, so one second earlier)."""
+def _server_time(response: Any, *, earlier_by: float = 0.0) -> str:
+    """The server's clock from the Date header, less ``earlier_by`` seconds (and one more:
+    the header has second resolution)."""
     header = response.headers.get("date")
     when = None
     if header:
         with contextlib.suppress(TypeError, ValueError):
             when = email.utils.parsedate_to_datetime(header)
     if when is None:
-        return _now_iso()
-    when = when.astimezone(dt.timezone.utc) - dt.timedelta(seconds=1)
+        when = dt.datetime.now(dt.timezone.utc)
+    when = when.astimezone(dt.timezone.utc) - dt.timedelta(seconds=1 + math.ceil(max(0.0, earlier_by)))
     return when.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -20,6 +20,7 @@ Drafts are not annotations and are never read. Every dropped annotation is count
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -68,12 +69,15 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
-    """What galton keeps of a task: its id, item id, ``meta`` and ``updated_at``."""
+    """What galton keeps of a task: its id, item id, ``meta``, ``updated_at``, and the
+    predictions it held when pulled (``id``, ``model_version``, ``score``, ``result`` each;
+    ``None`` when the source did not say, e.g. a CSV)."""
 
     id: int
     item: Hashable
     meta: Mapping[str, Any]
     updated_at: str | None
+    predictions: tuple[Mapping[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +224,23 @@ def _item_id(task: Mapping[str, Any], item_field: str | None) -> Hashable:
     return value
 
 
+def _held_predictions(task: Mapping[str, Any]) -> tuple[dict[str, Any], ...] | None:
+    """The predictions a raw task lists (what a write-back must reconcile with), or None
+    when it lists none in a usable form (no ``predictions`` key, or one without ids)."""
+    raw = task.get("predictions")
+    if not isinstance(raw, list):
+        return None
+    held = []
+    for prediction in raw:
+        if not isinstance(prediction, Mapping) or isinstance(prediction.get("id"), bool) \
+                or not isinstance(prediction.get("id"), int):
+            return None
+        held.append({"id": int(prediction["id"]), "task": int(task["id"]),
+                     "model_version": prediction.get("model_version"), "score": prediction.get("score"),
+                     "result": prediction.get("result")})
+    return tuple(held)
+
+
 def parse_tasks(
     tasks: Iterable[Mapping[str, Any]],
     config: LabelConfig | str,
@@ -279,7 +300,7 @@ def parse_tasks(
         seen_items[item] = task_id
         meta = task.get("meta")
         task_records[task_id] = TaskRecord(task_id, item, dict(meta) if isinstance(meta, dict) else {},
-                                           task.get("updated_at"))
+                                           task.get("updated_at"), _held_predictions(task))
         raw_annotations = task.get("annotations") or []
         if not isinstance(raw_annotations, list):
             skipped[SKIP_BAD_TASK] += 1
@@ -395,18 +416,21 @@ def _infer_config(tasks: list[Mapping[str, Any]]) -> str:
     """
     seen: dict[str, tuple[str, str, set[str]]] = {}
     for task in tasks:
-        for annotation in task.get("annotations") or []:
-            for result in (annotation.get("result") or []) if isinstance(annotation, Mapping) else []:
+        raw = task.get("annotations") if isinstance(task, Mapping) else None
+        for annotation in raw if isinstance(raw, list) else []:
+            results = annotation.get("result") if isinstance(annotation, Mapping) else None
+            for result in results if isinstance(results, list) else []:
                 if not isinstance(result, Mapping) or not isinstance(result.get("value"), Mapping):
                     continue
                 kind, name = result.get("type"), result.get("from_name")
-                if kind not in {"choices", "rating", "pairwise"} or not isinstance(name, str):
+                if kind not in ("choices", "rating", "pairwise") or not isinstance(name, str):
                     continue
                 entry = seen.setdefault(name, (kind, str(result.get("to_name") or "item"), set()))
                 value = result["value"]
                 if kind == "choices" and isinstance(value.get("choices"), list):
                     entry[2].update(str(c) for c in value["choices"])
-                elif kind == "rating" and isinstance(value.get("rating"), int | float):
+                elif kind == "rating" and isinstance(value.get("rating"), int | float) \
+                        and math.isfinite(value["rating"]):
                     entry[2].add(str(int(value["rating"])))
     if not seen:
         raise InputError("the export holds no choices, rating or pairwise results, and no label_config was given")
@@ -459,6 +483,8 @@ def read_labelstudio_export(
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a JSON file ({error.__class__.__name__} at {getattr(error, 'pos', '?')})"
                          "; export the project as JSON (not JSON_MIN or CSV)") from None
+    except RecursionError:
+        raise InputError(f"{path}: the JSON is nested too deeply to be a Label Studio export") from None
     if isinstance(tasks, dict) and isinstance(tasks.get("tasks"), list):
         tasks = tasks["tasks"]
     if not isinstance(tasks, list):

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from galton.backend.app import create_app
-from galton.backend.jobs import TRAINING_UNAVAILABLE, JobQueue, project_id_of
+from galton.backend.jobs import JobQueue, project_id_of
 from galton.backend.review import ReviewSettings
 from galton.backend.settings import SECRET_HEADER, Settings, SettingsError
 from galton.backend.state import SCHEMA_VERSION, StateError, StateStore
@@ -251,8 +251,24 @@ def test_start_training_is_recorded_as_unavailable_and_rescores(fake_ls):
     assert response.status_code == 201 and response.get_json()["training"] == "unavailable"
     run_jobs(app)
     jobs = {j["kind"]: j for j in app.extensions["galton"].store.jobs(7)}
-    assert jobs["train"]["status"] == TRAINING_UNAVAILABLE
+    assert jobs["train"]["status"].startswith("unavailable: training dynamics")  # dynamics off by default
     assert jobs["review"]["status"] == "done" and jobs["review"]["detail"]["full_pull"] is True
+
+
+def test_start_training_queues_a_training_job_when_dynamics_is_on(fake_ls):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    from galton.backend.dynamics import DynamicsSettings
+
+    app = make_app(fake_ls, dynamics=DynamicsSettings(enabled=True))
+    client = app.test_client()
+    response = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
+    assert response.status_code == 201 and response.get_json()["training"] == "queued"
+    assert app.extensions["galton"].queue.has_pending(7)
+    train = [j for j in app.extensions["galton"].store.jobs(7) if j["kind"] == "train"]
+    assert len(train) == 1 and train[0]["status"].startswith("queued")
+    legacy = client.post("/train", json={"project": 7})
+    assert legacy.get_json()["status"] == "queued"
 
 
 def test_queue_keeps_one_running_and_at_most_one_pending_job_per_project():

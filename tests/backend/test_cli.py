@@ -45,7 +45,7 @@ def test_score_json_and_files(tmp_path, sample):
     summary = json.loads(result.stdout)
     assert summary["n_tasks"] == sample.matrix.n_items == 300
     assert summary["n_annotations"] == 1720 and summary["n_workers"] == 461 and summary["method"] == "dawid_skene"
-    assert set(summary["files"]) == {"consensus", "items", "raters", "summary"}
+    assert set(summary["files"]) == {"consensus", "items", "raters", "disagreement", "soft_labels", "summary"}
     consensus = rows(tmp_path / "consensus.csv")
     items = rows(tmp_path / "items.csv")
     raters = rows(tmp_path / "raters.csv")

@@ -111,3 +111,16 @@ def test_live_demo_end_to_end_twice(tmp_path):
     assert second.returncode == 0, second.stdout + second.stderr
     assert "migrating" not in second.stdout
     assert "consensus accuracy vs gold" in second.stdout
+
+
+def test_mislabeled_summary_lists_flagged_tasks_most_suspicious_first():
+    metas = {1: {"dynamics": {"flag": True, "score": 0.7, "label": "0", "region": "ambiguous"}},
+             2: {"dynamics": {"flag": True, "score": 0.9, "label": "1", "region": "hard-to-learn"}},
+             3: {"dynamics": {"flag": False, "score": 0.1, "label": "1"}}, 4: None}
+    rows = demo.mislabeled_rows(metas, {1: "0", 2: "2", 3: "1"})
+    assert [r["task"] for r in rows] == [2, 1]
+    text = demo.format_mislabeled(rows, {"dynamics": {"status": "trained", "epochs": 5, "n_tasks": 3}})
+    assert "2 tasks flagged likely_mislabeled, 1 of them with a consensus that differs from gold" in text
+    assert re.search(r"2\s+1\s+2\s+0\.900\s+hard-to-learn", text)
+    shares = demo.vote_shares(load_sample("weather_cf"))
+    assert len(shares) == 300 and all(abs(sum(v) - 1) < 0.01 for v in shares.values())

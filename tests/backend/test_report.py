@@ -358,3 +358,96 @@ def test_renders_in_headless_chromium(tmp_path, page):
     # the heatmap's greens and the histogram's blue made it to the screen
     assert ((rgb[:, 1] > 100) & (rgb[:, 0] < 60) & (rgb[:, 2] < 90)).sum() > 1000
     assert ((rgb[:, 2] > 150) & (rgb[:, 0] < 90) & (rgb[:, 1] > 100) & (rgb[:, 1] < 160)).sum() > 1000
+
+
+# ---------------------------------------------------------------- disagreement between rater groups
+
+
+def _planted_project(evil_group: str = "B"):
+    from galton.backend.offline import crowd_project
+    from galton.quality import AnnotationMatrix
+    from galton.quality.perspectives import simulate_perspectives
+
+    sim = simulate_perspectives(200, random_state=0)
+    m = sim.matrix
+    matrix, encoding = AnnotationMatrix.from_triplets(
+        [f"i{i}" for i in m.items.tolist()], [f"w{w}" for w in m.workers.tolist()],
+        [["neg", "pos"][c] for c in m.labels.tolist()], classes=["neg", "pos"])
+    groups = {f"w{w}": (evil_group if g == "B" else g) for w, g in enumerate(sim.groups)}
+    return sim, crowd_project(matrix, encoding), groups
+
+
+def test_disagreement_section_lists_systematic_tasks_groups_and_jury():
+    _, pulled, groups = _planted_project()
+    settings = ReviewSettings(rater_groups=groups, jury_composition={"A": 6, "B": 6})
+    review = review_project(pulled, settings)
+    page = build_report(pulled, review, agreement={}, settings=settings, label_studio_url=LS_URL, project_id=7)
+    parsed = parse(page)
+    assert "Disagreement between rater groups" in parsed.headings
+    systematic = {t: e for t, e in review.meta.items() if "systematic_disagreement" in e["flags"]}
+    assert systematic
+    rows = parsed.tables["systematic"]
+    assert rows[0] == ["task", "item", "consensus", "score", "p-value", "A", "B", "jury verdict"]
+    assert len(rows) - 1 == len(systematic)
+    scores = [float(r[3]) for r in rows[1:]]
+    assert scores == sorted(scores, reverse=True)  # highest score first
+    for row in rows[1:]:
+        entry = systematic[int(row[0])]
+        d = entry["disagreement"]
+        assert row[1] == str(pulled.item_of(int(row[0]))) and row[2] == entry["questions"]["label"]["label"]
+        assert float(row[3]) == pytest.approx(d["score"], abs=5e-4)
+        for cell, group in zip(row[5:7], ("A", "B"), strict=True):
+            share = d["groups"][group]["distribution"]["pos"]
+            assert f"pos {share:.2f} (n={d['groups'][group]['n']})" in cell
+        assert row[7].startswith(d["jury"]["verdict"])
+    assert f"{LS_URL}/projects/7/data?task={rows[1][0]}" in parsed.links
+    # per-group label distribution over all annotations equals the raw counts
+    overall = {r[0]: r[1:] for r in parsed.tables["group-distribution"][1:]}
+    data = pulled.questions()["label"]
+    m = data.matrix
+    group_of = np.array([groups[w] for w in data.encoding.worker_ids])[m.workers]
+    for group in ("A", "B"):
+        mine = m.labels[group_of == group]
+        assert int(overall[group][0]) == mine.size
+        assert float(overall[group][2]) == pytest.approx((mine == 1).mean(), abs=5e-4)
+    jury = review.summary["disagreement"]["label"]["jury"]
+    assert "6 from A, 6 from B" in page and f"neg: {jury['verdicts']['neg']}" in page
+
+
+def test_disagreement_section_without_groups_and_escaping():
+    _, pulled, groups = _planted_project(evil_group=EVIL)
+    page = build_report(pulled, review_project(pulled, ReviewSettings()), agreement={})
+    assert "No rater groups are known for this question" in page
+    assert "systematic" not in parse(page).tables
+    settings = ReviewSettings(rater_groups=groups, jury_composition={EVIL: 2, "A": 2})
+    page = build_report(pulled, review_project(pulled, settings), agreement={}, settings=settings)
+    assert "<script" not in page.lower()
+    assert escape(EVIL) in page
+    assert parse(page).tables["systematic"][0][5:7] == sorted(["A", EVIL])  # groups in sorted order
+
+
+def test_cli_report_with_rater_groups_shows_the_split(tmp_path):
+    _, pulled, groups = _planted_project()
+    rows = ["item,worker,label"] + [
+        f"{pulled.tasks[a.task_id].item},{a.worker},{next(iter(a.answers.values()))}" for a in pulled.annotations]
+    (tmp_path / "annotations.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (tmp_path / "groups.csv").write_text("worker,group\n" + "".join(f"{w},{g}\n" for w, g in groups.items()),
+                                         encoding="utf-8")
+    out = tmp_path / "report.html"
+    args = ["report", "--annotations", str(tmp_path / "annotations.csv"), "--rater-groups",
+            str(tmp_path / "groups.csv"), "--jury", "A=3,B=3", "--out", str(out), "--json"]
+    result = runner().invoke(main, args)
+    assert result.exit_code == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    expected = build_review_with_groups(pulled, groups)
+    n_systematic = sum("systematic_disagreement" in e["flags"] for e in expected.meta.values())
+    assert n_systematic > 0 and f"{n_systematic} tasks with systematic disagreement" in page
+    without = runner().invoke(main, ["report", "--annotations", str(tmp_path / "annotations.csv"), "--jury", "A=3",
+                                     "--out", str(tmp_path / "r2.html")])
+    assert without.exit_code != 0 and "--jury needs --rater-groups" in without.stderr
+
+
+def build_review_with_groups(pulled, groups):
+    from galton.backend.review import ReviewSettings, review_project
+
+    return review_project(pulled, ReviewSettings(rater_groups=groups, jury_composition={"A": 3, "B": 3}))

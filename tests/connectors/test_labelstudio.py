@@ -176,24 +176,50 @@ def parse_config(seeded):
     return parse_label_config(seeded.label_config)
 
 
-def test_stale_and_duplicate_galton_predictions_are_replaced(connector):
-    dataset = subset(load_sample("weather_cf"), 12)
-    seeded = seed_crowd_project(connector, dataset, title="stale predictions")
+@pytest.mark.parametrize("n_tasks", [12, 30])  # up to BULK_MIN requests one by one; more in bulk
+def test_stale_and_duplicate_galton_predictions_are_replaced(connector, n_tasks):
+    dataset = subset(load_sample("weather_cf"), n_tasks)
+    seeded = seed_crowd_project(connector, dataset, title=f"stale predictions {n_tasks}")
     config = parse_config(seeded)
     tasks = list(seeded.task_of_item.values())
     classes = [str(c) for c in dataset.encoding.class_names]
     # an old galton version on every task, and two copies on the first
     old = [{"task": t, "model_version": "galton-mace-00000000", "score": 0.1,
             "result": list(prediction_result(config, {"label": classes[0]}))} for t in tasks]
-    connector.sdk.projects.import_predictions(id=seeded.project_id, request=old + old[:1])
+    # another model's prediction on the last two tasks (one of them with a duplicate galton
+    # one too): those tasks are updated one prediction at a time, the rest replaced in bulk
+    other = {"model_version": "someone-else-v2", "score": 0.5,
+             "result": list(prediction_result(config, {"label": classes[0]}))}
+    connector.sdk.projects.import_predictions(
+        id=seeded.project_id, request=old + old[:1] + old[-1:] + [dict(other, task=t) for t in tasks[-2:]])
+    foreign_before = {p["id"]: p["task"] for p in connector.predictions(seeded.project_id)
+                      if p["model_version"] == "someone-else-v2"}
     wanted = {t: PredictionSpec(prediction_result(config, {"label": classes[1]}), 0.9) for t in tasks}
     summary = connector.write_predictions(seeded.project_id, wanted, "galton-mace-11111111")
-    assert (summary.created, summary.updated, summary.deleted) == (0, len(tasks), 1)
+    assert (summary.created, summary.updated, summary.deleted) == (0, len(tasks), 2)
     now = connector.predictions(seeded.project_id)
-    assert len(now) == len(tasks)
-    assert {p["model_version"] for p in now} == {"galton-mace-11111111"}
-    assert all(p["result"][0]["value"]["choices"] == [classes[1]] for p in now)
+    assert {p["id"]: p["task"] for p in now if p["model_version"] == "someone-else-v2"} == foreign_before
+    mine = [p for p in now if p["model_version"].startswith("galton-")]
+    assert sorted(p["task"] for p in mine) == sorted(tasks)
+    assert {p["model_version"] for p in mine} == {"galton-mace-11111111"}
+    assert all(p["result"][0]["value"]["choices"] == [classes[1]] and p["score"] == pytest.approx(0.9)
+               for p in mine)
     assert connector.write_predictions(seeded.project_id, wanted, "galton-mace-11111111").written == 0
+    # an incremental pull lists what each task holds, ids included: a write given it reads
+    # nothing more (Label Studio's export lists prediction ids only: unusable, so None)
+    incremental = connector.pull(seeded.project_id, since="2000-01-01T00:00:00Z")
+    held = {t: incremental.tasks[t].predictions for t in tasks}
+    assert sorted(p["id"] for t in tasks for p in held[t]) == sorted(p["id"] for p in now)
+    assert all(p["task"] == t for t in tasks for p in held[t])
+    assert {t: r.predictions for t, r in connector.pull(seeded.project_id).tasks.items()} == dict.fromkeys(tasks)
+    assert connector.write_predictions(seeded.project_id, wanted, "galton-mace-11111111", known=held).written == 0
+    # deleting galton's predictions leaves the other model's
+    gone = tasks[:n_tasks - 9] + tasks[-1:]
+    assert connector.delete_galton_predictions(seeded.project_id, gone) == len(gone)
+    left = connector.predictions(seeded.project_id)
+    assert sorted(p["task"] for p in left if p["model_version"].startswith("galton-")) == sorted(
+        tasks[n_tasks - 9:-1])
+    assert {p["id"]: p["task"] for p in left if p["model_version"] == "someone-else-v2"} == foreign_before
     with pytest.raises(ValueError, match="galton-"):
         connector.write_predictions(seeded.project_id, wanted, "mace-1")
 
