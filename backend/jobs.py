@@ -469,6 +469,17 @@ class Reviewer:
         self.bump("jobs_done")
         log.info("review job %d for project %d: %s", job_id, project_id, detail)
 
+    def _follow_up(self, project_id: int, event: str) -> None:
+        """Submit ``event`` for the project after twice the connector's timeout (a request that
+        timed out has then most likely finished in Label Studio); nothing without a queue (the
+        next sync rewrites what was left unrecorded)."""
+        if self.queue is None:
+            return
+        delay = 2.0 * float(getattr(self._connector, "timeout", 30.0) or 30.0)
+        timer = threading.Timer(delay, lambda: self.queue.submit(project_id, event) if self.queue else None)
+        timer.daemon = True
+        timer.start()
+
     def _retry(self, project_id: int) -> None:
         attempt = self._attempts.get(project_id, 0) + 1
         if attempt > self.settings.job_retries or self.queue is None:
@@ -538,6 +549,7 @@ class Reviewer:
                     before.pop(t, None)
 
         written: dict[int, tuple[str, float | None, str | None]] = {}
+        uncertain: set[int] = set()
         done_meta: set[int] = set()
         yielded: str | None = None
         progressed = False
@@ -557,6 +569,7 @@ class Reviewer:
                                                       review.model_version, known=held)
                 _add(counts, "predictions", summary.to_dict())
                 self.bump("predictions_written", summary.written)
+                uncertain.update(summary.uncertain)
                 for t in task_ids:
                     written[t] = (plan.entries[t][0], plan.entries[t][1], None)
             elif kind == "deletions":
@@ -584,6 +597,13 @@ class Reviewer:
                 break
         # a task whose prediction went out but whose meta waits keeps its entry without meta:
         # the next job sees the meta as changed and writes it
+        # a create sent again after a lost answer may land twice: such a task stays unrecorded,
+        # so a later job rewrites it (removing a surplus prediction); one is asked for shortly
+        for t in uncertain:
+            written.pop(t, None)
+        if uncertain:
+            counts["uncertain"] = len(uncertain)
+            self._follow_up(project_id, "verify")
         new_written = dict(before)
         new_written.update(written)
         carried = {t for t in plan.entries if t not in done_meta} & touched

@@ -80,6 +80,10 @@ class WriteSummary:
     deleted: int = 0
     unchanged: int = 0
     task_ids: list[int] = field(default_factory=list)
+    # tasks whose create was sent again after a lost answer: the first request may still land
+    # after the check that preceded the retry, so they may hold two galton predictions (a
+    # later write of the task removes the surplus); callers should not count them as settled
+    uncertain: list[int] = field(default_factory=list)
 
     @property
     def written(self) -> int:
@@ -489,12 +493,15 @@ class LabelStudioConnector:
         total = len(create) + len(updates) + len(deletes)
 
         def post(item: dict[str, Any]) -> None:
-            self._create_once(project_id, [item], model_version, lambda items: self.sdk.predictions.create(**items[0]))
+            summary.uncertain.extend(self._create_once(
+                project_id, [item], model_version, lambda items: self.sdk.predictions.create(**items[0])))
 
         if bulk:
             for batch in _chunks(create, 500):
-                self._create_once(project_id, list(batch), model_version,
-                                  lambda items: self.sdk.projects.import_predictions(id=project_id, request=items))
+                summary.uncertain += self._create_once(
+                    project_id, list(batch), model_version,
+                    lambda items: self.sdk.projects.import_predictions(
+                        id=project_id, request=items, request_options={"timeout_in_seconds": self.export_timeout}))
                 done += len(batch)
                 if progress is not None:
                     progress(done, total)
@@ -525,17 +532,19 @@ class LabelStudioConnector:
         return summary
 
     def _create_once(self, project_id: int, items: list[dict[str, Any]], model_version: str,
-                     send: Callable[[list[dict[str, Any]]], Any]) -> None:
+                     send: Callable[[list[dict[str, Any]]], Any]) -> list[int]:
         """Create predictions so that each lands once, though a request may fail after Label
-        Studio applied it (a lost answer, a timeout): each try is sent once, and before a
-        retry the tasks are read again and only those still without a prediction of
-        ``model_version`` are sent (creates only go to tasks that hold none of it)."""
-        pending, attempt = items, 0
+        Studio applied it (a lost answer, a timeout): each try is sent once (bulk calls with the
+        long ``export_timeout``), and before a retry the tasks are read again and only those
+        still without a prediction of ``model_version`` are sent (creates only go to tasks that
+        hold none of it). Returns the tasks sent more than once: a timed-out request may still
+        be running in Label Studio when the check reads, so they may end with two."""
+        pending, attempt, resent = items, 0, []
         while True:
             try:
                 self._call(f"creating {len(pending)} predictions", project_id, lambda p=pending: send(p),
                            max_retries=0)
-                return
+                return resent
             except PlatformError as error:
                 if not error.retryable or attempt >= self.max_retries:
                     raise
@@ -549,7 +558,8 @@ class LabelStudioConnector:
             pending = [p for p in pending
                        if not any(q.get("model_version") == model_version for q in held.get(int(p["task"]), []))]
             if not pending:
-                return
+                return resent
+            resent = sorted({*resent, *(int(p["task"]) for p in pending)})
 
     def _delete_prediction(self, project_id: int, prediction_id: int) -> None:
         try:
@@ -561,7 +571,7 @@ class LabelStudioConnector:
 
     def _delete_task_predictions(self, project_id: int, task_ids: list[int]) -> int:
         """Delete every prediction on these tasks in one request (Data Manager action); how many."""
-        response = self._raw("POST", "api/dm/actions", project_id=project_id,
+        response = self._raw("POST", "api/dm/actions", project_id=project_id, timeout=self.export_timeout,
                              what=f"deleting the predictions of {len(task_ids)} tasks",
                              params={"id": "delete_tasks_predictions", "project": project_id},
                              json={"selectedItems": {"all": False, "included": list(task_ids)}})

@@ -42,6 +42,7 @@ class FakeConnector:
     meta: dict[int, dict[str, Any]] = field(default_factory=dict)
     pulls: list[str | None] = field(default_factory=list)
     fail_writes: int = 0
+    uncertain: set[int] = field(default_factory=set)  # tasks whose next create "was sent twice"
 
     def label_config(self, project_id: int):
         return parse_label_config(self.xml)
@@ -65,6 +66,9 @@ class FakeConnector:
             else:
                 summary.created += 1
                 self.predictions[task_id] = (spec, model_version)
+                if task_id in self.uncertain:
+                    self.uncertain.discard(task_id)
+                    summary.uncertain.append(task_id)
         return summary
 
     def write_meta(self, project_id: int, values, *, current=None, **_: Any) -> WriteSummary:

@@ -244,6 +244,20 @@ def test_failed_write_back_does_not_commit_state(fake_ls):
     assert store.jobs(7)[0]["status"] == "done" and len(fake_ls.predictions) == 3
 
 
+def test_a_create_sent_twice_leaves_its_task_unrecorded_for_the_next_job(fake_ls):
+    app = make_app(fake_ls)
+    reviewer = app.extensions["galton"]
+    fake_ls.uncertain = {1}
+    reviewer.run(7, ["ANNOTATION_CREATED"])
+    job = app.extensions["galton"].store.jobs(7)[0]
+    assert job["detail"]["uncertain"] == 1 and set(fake_ls.predictions) == {1, 2, 3}
+    assert 1 not in reviewer.live(7).written and {2, 3} <= set(reviewer.live(7).written)
+    assert 1 not in app.extensions["galton"].store.load(7).written
+    reviewer.run(7, ["verify"])  # the follow-up rewrites task 1 (the real connector drops a surplus then)
+    again = app.extensions["galton"].store.jobs(7)[0]["detail"]
+    assert again["n_written"] == 1 and "uncertain" not in again and 1 in reviewer.live(7).written
+
+
 def test_start_training_is_recorded_as_unavailable_and_rescores(fake_ls):
     app = make_app(fake_ls)
     client = app.test_client()
