@@ -50,7 +50,9 @@ class MislabeledReport:
     params : mapping
         JSON-serialisable echo of the options.
     metadata : mapping
-        Run facts: device, threads, seconds per phase and per epoch, training accuracy.
+        Run facts: device, threads, seconds per phase and per epoch, training accuracy,
+        ``held_out_loss`` (mean held-out cross-entropy of the NCV folds after each epoch),
+        ``epochs_used`` (the epochs every dynamics run trained) and ``combined_from``.
 
     Every array is read-only.
     """

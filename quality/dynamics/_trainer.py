@@ -30,21 +30,35 @@ def resolve_device(device: str | None) -> torch.device:
 
 @contextlib.contextmanager
 def torch_settings(n_threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads (restored afterwards) and flush denormals to zero.
+    """Set torch's intra-op threads and the BLAS pools' (restored afterwards); flush denormals.
 
     Denormals: without flushing, one 30-epoch run took 132 s instead of 10 s on this
-    machine's CPUs. Threads: two torch threads on a busy two-core machine spin-wait.
+    machine's CPUs. Threads: two torch threads on a busy two-core machine spin-wait, and so
+    do two OpenBLAS threads: the self-influence solve of 100k x 128 took 34 s with two and
+    18 s with one there. The BLAS pools (numpy, scipy) are limited with ``threadpoolctl``
+    when it is installed (scikit-learn, in the ``dynamics`` extra, brings it); without it
+    they keep their setting.
     """
     before = torch.get_num_threads()
-    if n_threads is not None:
-        torch.set_num_threads(int(n_threads))
-    # denormals flushed to zero only while training: the flag is process-wide CPU state
-    # (it would make numpy and hypothesis misbehave after the fit), so it is reset on exit
-    torch.set_flush_denormal(True)
     try:
-        yield
+        with contextlib.ExitStack() as stack:
+            if n_threads is not None:
+                try:
+                    from threadpoolctl import threadpool_limits
+                except ImportError:  # pragma: no cover - optional
+                    pass
+                else:
+                    stack.enter_context(threadpool_limits(limits=int(n_threads), user_api="blas"))
+                torch.set_num_threads(int(n_threads))
+            # denormals flushed to zero only while training: the flag is process-wide CPU state
+            # (it would make numpy and hypothesis misbehave after the fit), so it is reset on exit
+            torch.set_flush_denormal(True)
+            try:
+                yield
+            finally:
+                torch.set_flush_denormal(False)
     finally:
-        torch.set_flush_denormal(False)
+        # after the BLAS pools: restoring them can reset the OpenMP pool torch shares
         torch.set_num_threads(before)
 
 
@@ -66,6 +80,8 @@ class TrainedHead:
     device: torch.device
     recording: Recording | None
     epoch_seconds: list[float]
+    #: (n_epochs, n_eval, n_outputs) softmax of ``eval_features`` after every epoch, when asked
+    eval_probabilities: NDArray[np.float32] | None = None
 
     def _forward(self, features: NDArray, upto: int | None, batch_size: int = 8192) -> NDArray[np.float64]:
         layers = self.model if upto is None else self.model[:upto]
@@ -120,13 +136,19 @@ def train_head(
     seed: int,
     device: torch.device,
     record: bool = True,
+    eval_features: NDArray[np.float32] | None = None,
+    eval_labels: NDArray[np.int64] | None = None,
+    patience: int | None = None,
 ) -> TrainedHead:
     """Train a linear (``hidden_sizes=()``) or MLP head with Adam and mean cross-entropy.
 
     With ``record`` it keeps, per epoch and item, the probability of the training label,
     the AUM margin and correctness, taken from the logits of the training forward pass.
     Item order is reshuffled every epoch from ``seed``; the weights are drawn from the
-    same seed, so a run is reproducible (on CPU).
+    same seed, so a run is reproducible (on CPU). With ``eval_features`` it also keeps the
+    softmax of those items after every epoch (outside the timed epoch), for early stopping;
+    with ``eval_labels`` and ``patience`` too, training stops once their mean cross-entropy
+    has not improved for ``patience`` epochs (so fewer than ``epochs`` rows may come back).
     """
     generator = torch.Generator().manual_seed(int(seed))
     n_items = features.shape[0]
@@ -138,7 +160,10 @@ def train_head(
         probability = torch.empty((epochs, n_items), dtype=torch.float32, device=device)
         margin = torch.empty((epochs, n_items), dtype=torch.float32, device=device)
     seconds: list[float] = []
+    evaluated: list[NDArray[np.float32]] = []
+    x_eval = None if eval_features is None else torch.as_tensor(eval_features, device=device)
     nll = torch.nn.functional.nll_loss
+    best_loss, since_best = math.inf, 0
     for epoch in range(epochs):
         start = time.perf_counter()
         order = torch.randperm(n_items, generator=generator).to(device)
@@ -169,9 +194,26 @@ def train_head(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds.append(time.perf_counter() - start)
+        if x_eval is not None:
+            with torch.no_grad():
+                evaluated.append(
+                    np.concatenate(
+                        [
+                            torch.softmax(model(x_eval[i : i + 8192]), dim=1).cpu().numpy()
+                            for i in range(0, x_eval.shape[0], 8192)
+                        ]
+                    )
+                )
+            if patience is not None and eval_labels is not None:
+                p = evaluated[-1][np.arange(eval_labels.size), eval_labels]
+                held_loss = float(-np.log(np.clip(p, 1e-12, None)).mean())
+                best_loss, since_best = (held_loss, 0) if held_loss < best_loss else (best_loss, since_best + 1)
+                if since_best >= patience:
+                    break
     recording = None
     if record:
         m = margin.cpu().numpy()
         recording = Recording(probability.cpu().numpy(), m, m > 0, seconds)
     model.eval()
-    return TrainedHead(model, device, recording, seconds)
+    eval_p = np.stack(evaluated) if evaluated else None
+    return TrainedHead(model, device, recording, seconds, eval_p)
