@@ -595,7 +595,7 @@ def gate(annotations: Path | None, export: Path | None, label_config: Path | Non
               help="FILE.npy, one row of floats per task in increasing task id (for --annotations: the row "
               "order of galton score's consensus.csv): runs training dynamics on the consensus labels "
               "(needs the torch extra).")
-@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True,
+@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True,
               help="Training epochs of the dynamics run (with --features).")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("galton-report.html"),
               show_default=True, help="The HTML file to write.")

@@ -29,7 +29,7 @@ without one, the environment and defaults apply as before.
     [dynamics]
     enabled = false
     text_fields = ["text"]    # or vector_field = "embedding", or npy = "features.npy"
-    epochs = 10
+    epochs = 20
 
     [sync]
     every = "15m"

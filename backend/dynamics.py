@@ -83,7 +83,7 @@ class DynamicsSettings:
     text_fields: tuple[str, ...] = ("text",)
     vector_field: str | None = None
     npy: str | None = None
-    epochs: int = 10
+    epochs: int = 20  # a maximum: early stopping on held-out folds usually ends sooner
     # LSA dimensions of the text featurizer (its cost grows with them: 64 keeps a 2-core machine quick)
     text_components: int = 64
     flag_share: float = 0.05

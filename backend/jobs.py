@@ -17,11 +17,10 @@ The review job (:meth:`Reviewer.run`)
     the new state. Writing the same results twice leaves Label Studio unchanged.
 
 Write-back order and its guarantees
-    Label Studio writes ``meta`` one task per request (about 0.1-0.3 s each on a small
-    server); predictions go in bulk (one delete action and one import for the tasks that
-    hold only galton's, see ``LabelStudioConnector.write_predictions``). So the order
-    matters: first the predictions of the tasks whose annotations changed (what the
-    annotator waits for), then predictions a refit moved
+    Label Studio writes ``meta`` and stale predictions one per request (about 0.1-0.5 s
+    each on a small server; only many new predictions go in one import, see
+    ``LabelStudioConnector.write_predictions``). So the order matters: first the predictions
+    of the tasks whose annotations changed (what the annotator waits for), then predictions a refit moved
     elsewhere, then ``meta`` (one PATCH per task, the slowest part) in the same order, in
     chunks of ``META_CHUNK``. When another job for the project is waiting, a job stops
     between stages or chunks and commits what it wrote: the waiting job pulls later, and
@@ -73,6 +72,7 @@ log = logging.getLogger(__name__)
 FULL_EVENTS = frozenset({"TASKS_DELETED", "START_TRAINING", "full"})
 TRAINING_UNAVAILABLE = "unavailable: training dynamics not installed"
 META_CHUNK = 10  # tasks per meta write (one PATCH each): a waiting job starts at most this late
+PREDICTION_CHUNK = 40  # moved predictions per write (one request each, or one import when many are new)
 CATCH_UP_MIN = 50  # a job that PATCHed at least this many tasks' meta is followed by an idle pull
 MAX_DEFER_S = 60.0  # after this long without a complete job, every job makes progress on the rest
 
@@ -557,21 +557,25 @@ class Reviewer:
             if not task_ids:
                 continue
             if kind == "predictions":
-                if name != "predictions_touched" and self._should_yield(project_id, progressed):
-                    yielded = name
-                    break
-                forget(task_ids)
-                # the predictions this job's pull saw on a task stand for what it holds, so they
-                # are not read again (a /predict answer Label Studio stored since then would stay
-                # as a second galton prediction until the task's next write removes it)
-                held = {t: snapshot.tasks[t].predictions for t in task_ids if t in fresh}
-                summary = connector.write_predictions(project_id, {t: review.predictions[t] for t in task_ids},
-                                                      review.model_version, known=held)
-                _add(counts, "predictions", summary.to_dict())
-                self.bump("predictions_written", summary.written)
-                uncertain.update(summary.uncertain)
-                for t in task_ids:
-                    written[t] = (plan.entries[t][0], plan.entries[t][1], None)
+                # the touched tasks' go at once; predictions a refit moved elsewhere go in chunks,
+                # handing over to a waiting job between them
+                chunks = [task_ids] if name == "predictions_touched" else _chunks(task_ids, PREDICTION_CHUNK)
+                for chunk in chunks:
+                    if name != "predictions_touched" and self._should_yield(project_id, progressed):
+                        yielded = name
+                        break
+                    forget(chunk)
+                    # the predictions this job's pull saw on a task stand for what it holds, so
+                    # they are not read again (a /predict answer Label Studio stored since then
+                    # would stay as a second galton prediction until the task's next write)
+                    held = {t: snapshot.tasks[t].predictions for t in chunk if t in fresh}
+                    summary = connector.write_predictions(project_id, {t: review.predictions[t] for t in chunk},
+                                                          review.model_version, known=held)
+                    _add(counts, "predictions", summary.to_dict())
+                    self.bump("predictions_written", summary.written)
+                    uncertain.update(summary.uncertain)
+                    for t in chunk:
+                        written[t] = (plan.entries[t][0], plan.entries[t][1], None)
             elif kind == "deletions":
                 forget(task_ids)
                 counts["predictions_deleted"] = counts.get("predictions_deleted", 0) + \

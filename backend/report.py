@@ -502,7 +502,7 @@ def build_report(pulled: PulledProject, review: Review, *, agreement: Mapping[st
         From :func:`gate_decisions`; the rater table gets a gate column where given.
     dynamics : mapping of question key to MislabeledReport, optional
         From :func:`mislabeled_reports`; adds the data map and AUM plots, and the tasks the
-        combined ranking flags get the flag ``mislabeled_dynamics``.
+        combined ranking flags get the flag ``likely_mislabeled``.
     settings : ReviewSettings, optional
         The review's settings, shown in the header (and the confidence threshold in the histogram).
     label_studio_url, project_id
@@ -554,7 +554,7 @@ def build_report(pulled: PulledProject, review: Review, *, agreement: Mapping[st
             if answer is None:
                 continue
             confidence.append(answer["confidence"])
-            flags = list(answer["flags"]) + (["mislabeled_dynamics"] if task_id in dynamic_flags else [])
+            flags = list(answer["flags"]) + (["likely_mislabeled"] if task_id in dynamic_flags else [])
             if flags:
                 flagged.append((answer["confidence"] if answer["confidence"] is not None else -1.0, task_id, {
                     "task": task_id, "item": str(item), "label": answer["label"],

@@ -24,7 +24,7 @@ variable                       meaning                                          
 ``GALTON_CONFIG``              the galton.toml to read (galton sync, galton gate)     ``./galton.toml`` if present
 ``GALTON_DYNAMICS``            ``on`` to run training dynamics in review jobs         ``off``
 ``GALTON_DYNAMICS_TEXT_FIELDS``  comma-separated task data fields to featurize        ``text``
-``GALTON_DYNAMICS_EPOCHS``     training epochs of a dynamics run                      ``10``
+``GALTON_DYNAMICS_EPOCHS``     most training epochs of a dynamics run (early stops)  ``20``
 ``GALTON_RATER_GROUPS``        rater table CSV (``worker,group[,...]``): turns on the  (none: no groups)
                                ``systematic_disagreement`` flag and meta
 ``GALTON_JURY``                jurors per group, e.g. ``A=6,B=6`` (needs groups)      (no jury)

@@ -430,12 +430,12 @@ class LabelStudioConnector:
         (:meth:`task_predictions`).
 
         Label Studio writes one prediction per request (about 0.3 s each on a loaded small
-        server), and its bulk calls cost a few seconds each whatever their size (an import
-        validates against the labeling config; the Data Manager's delete action recounts the
-        tasks). So up to ``bulk_min`` (``BULK_MIN``) writes go one request each; more go in bulk: new
-        ones in one import, and stale ones on tasks that hold only galton's predictions are
-        replaced by one delete action plus that import. On tasks that also hold another
-        model's prediction galton's are always updated one at a time, so the other stays.
+        server) and its bulk import costs a few seconds whatever its size (it validates against
+        the labeling config), so new predictions go one request each up to ``bulk_min``
+        (``BULK_MIN``) writes and in one import above. Stale ones are updated in place, one
+        request each: replacing them in bulk (the Data Manager's delete action, then an
+        import) measured slower while annotators save (the action recounts every task in one
+        long write), and it would remove another model's prediction written meanwhile.
         """
         if not model_version.startswith(GALTON_PREFIX):
             raise ValueError(f"galton's model versions start with {GALTON_PREFIX!r}; got {model_version!r}")
@@ -446,7 +446,7 @@ class LabelStudioConnector:
             held.update(self.task_predictions(project_id, missing))
         summary = WriteSummary()
         create: list[dict[str, Any]] = []
-        stale: list[tuple[int, int, dict[str, Any], list[int], bool]] = []  # task, id, wanted, surplus, only galton's
+        updates: list[tuple[int, dict[str, Any]]] = []
         deletes: list[int] = []
         for task_id, spec in predictions.items():
             score = round(float(spec.score), _SCORE_DIGITS)
@@ -469,26 +469,10 @@ class LabelStudioConnector:
                     deletes.extend(surplus)
                 continue
             summary.task_ids.append(task_id)
-            stale.append((task_id, int(keep["id"]), wanted, surplus, len(mine) == len(on_task)))
-        # bulk only pays for itself above BULK_MIN single requests
-        bulk = len(create) + len(deletes) + sum(1 + len(s[3]) for s in stale) > self.bulk_min
-        replace = [s for s in stale if bulk and s[4]]
-        updates = []
-        for _, prediction_id, wanted, surplus, only in stale:
-            if not (bulk and only):
-                updates.append((prediction_id, wanted))
-                deletes.extend(surplus)
-        if replace:
-            expected = sum(1 + len(s[3]) for s in replace)
-            for batch in _chunks(sorted(s[0] for s in replace), 1000):
-                removed = self._delete_task_predictions(project_id, list(batch))
-                if removed > expected:  # another model wrote on these tasks since they were read
-                    log.warning("project %s: replacing galton's predictions also removed %d of another model's",
-                                project_id, removed - expected)
-                expected -= min(expected, removed)
-            summary.deleted += sum(len(s[3]) for s in replace)
-        n_new = len(create)
-        create.extend({"task": task_id, **wanted} for task_id, _, wanted, _, _ in replace)
+            updates.append((int(keep["id"]), wanted))
+            deletes.extend(surplus)
+        # the import only pays for itself above bulk_min single requests
+        bulk = len(create) > self.bulk_min
         done = 0
         total = len(create) + len(updates) + len(deletes)
 
@@ -502,11 +486,10 @@ class LabelStudioConnector:
                     project_id, list(batch), model_version,
                     lambda items: self.sdk.projects.import_predictions(
                         id=project_id, request=items, request_options={"timeout_in_seconds": self.export_timeout}))
+                summary.created += len(batch)
                 done += len(batch)
                 if progress is not None:
                     progress(done, total)
-            summary.created += n_new
-            summary.updated += len(replace)
 
         def update(item: tuple[int, dict[str, Any]]) -> None:
             prediction_id, wanted = item
@@ -537,8 +520,9 @@ class LabelStudioConnector:
         Studio applied it (a lost answer, a timeout): each try is sent once (bulk calls with the
         long ``export_timeout``), and before a retry the tasks are read again and only those
         still without a prediction of ``model_version`` are sent (creates only go to tasks that
-        hold none of it). Returns the tasks sent more than once: a timed-out request may still
-        be running in Label Studio when the check reads, so they may end with two."""
+        hold none of it). Returns the tasks sent again after a try that got no answer (a
+        timeout, a dropped connection): that try may still be running in Label Studio when the
+        check reads, so they may end with two."""
         pending, attempt, resent = items, 0, []
         while True:
             try:
@@ -549,6 +533,9 @@ class LabelStudioConnector:
                 if not error.retryable or attempt >= self.max_retries:
                     raise
                 cause = str(error)
+                # an answered 5xx means the server finished with the request, so the re-read
+                # below sees what it did; without an answer it may still be at work
+                unanswered = error.status is None
             delay = min(self.backoff * 2.0**attempt, 30.0) * (0.5 + self._rng.random())
             log.warning("%s; reading the tasks again, retry %d of %d in %.1f s", cause, attempt + 1,
                         self.max_retries, delay)
@@ -559,7 +546,8 @@ class LabelStudioConnector:
                        if not any(q.get("model_version") == model_version for q in held.get(int(p["task"]), []))]
             if not pending:
                 return resent
-            resent = sorted({*resent, *(int(p["task"]) for p in pending)})
+            if unanswered:
+                resent = sorted({*resent, *(int(p["task"]) for p in pending)})
 
     def _delete_prediction(self, project_id: int, prediction_id: int) -> None:
         try:

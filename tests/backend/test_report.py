@@ -249,7 +249,7 @@ def test_dynamics_section(reviewed, agreement):
     assert len(parsed.images) == 4 and all(src.startswith("data:image/png;base64,") for src in parsed.images)
     flagged = int(dynamics["label"].flags["combined"].sum())
     assert flagged and f"{flagged} of 300 tasks flagged by the combined ranking" in page
-    assert "mislabeled_dynamics" in page
+    assert "likely_mislabeled" in page
     with pytest.raises(InputError, match=r"expected \(300, d\)"):
         mislabeled_reports(pulled, review, features[:10])
 
