@@ -449,6 +449,9 @@ def run_live(workdir: Path, *, keep_running: bool, wait_s: float = WAIT_S) -> di
     offline = consensus_summary(data)
 
     previous = signal.signal(signal.SIGTERM, _raise_stop)
+    # Ctrl-C stops the demo even when it was started with SIGINT ignored (a shell's background
+    # job without job control, nohup): Python then installs no handler of its own
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     label_studio = LocalLabelStudio(data_dir=data_dir, token=credentials["token"], password=credentials["password"],
                                     log_path=workdir / "label-studio.log")
     backend: BackendProcess | None = None
@@ -535,6 +538,7 @@ def run_live(workdir: Path, *, keep_running: bool, wait_s: float = WAIT_S) -> di
             backend.stop()
         label_studio.stop()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def main(argv: list[str] | None = None) -> int:

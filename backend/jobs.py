@@ -25,7 +25,7 @@ Write-back order and its guarantees
     chunks of ``META_CHUNK``. When another job for the project is waiting, a job stops
     between stages or chunks and commits what it wrote: the waiting job pulls later, and
     rewrites what is left (after ``MAX_DEFER_S`` without a complete job, each job first
-    writes one chunk of meta, so a steady stream cannot starve it).
+    writes one chunk of the backlog, so a steady stream cannot starve it).
 
     The state records per task exactly what Label Studio is known to hold: a task about to
     be written is forgotten first (in memory and in the store), and recorded again only
@@ -576,6 +576,8 @@ class Reviewer:
                     uncertain.update(summary.uncertain)
                     for t in chunk:
                         written[t] = (plan.entries[t][0], plan.entries[t][1], None)
+                    # a chunk of the backlog is progress: past MAX_DEFER_S a job writes one, then hands over
+                    progressed = progressed or name != "predictions_touched"
             elif kind == "deletions":
                 forget(task_ids)
                 counts["predictions_deleted"] = counts.get("predictions_deleted", 0) + \
@@ -630,8 +632,9 @@ class Reviewer:
         """Leave the rest of the write-back to the next job when one waits for this project:
         its pull is newer, its touched tasks are what users wait for, and what is left here it
         rewrites anyway (the state records only what was written). Once the project went
-        ``MAX_DEFER_S`` without a complete job, each job first writes one chunk of meta, so a
-        steady stream of annotations slows the deferred work but cannot starve it."""
+        ``MAX_DEFER_S`` without a complete job, each job first writes one chunk of the backlog
+        (moved predictions, then meta), so a steady stream of annotations slows the deferred
+        work but cannot starve it."""
         if self.queue is None or not self.queue.has_pending(project_id):
             return False
         with self._lock:
