@@ -272,7 +272,8 @@ def find_mislabeled(
             meta["held_out_loss"] = held_loss.tolist()
             if early_stopping:
                 run_epochs = max(int(np.argmin(held_loss)) + 1, min(_MIN_EPOCHS, int(epochs)))
-            oof = oof_epochs[run_epochs - 1].astype(np.float64)
+            # a fold that stopped (patience) before _MIN_EPOCHS has no later predictions: its last
+            oof = oof_epochs[min(run_epochs, oof_epochs.shape[0]) - 1].astype(np.float64)
             oof /= oof.sum(axis=1, keepdims=True)
             meta["seconds"]["ncv"] = time.perf_counter() - t0
             if "ncv" in methods:

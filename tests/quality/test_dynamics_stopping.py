@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from galton.quality import InputError
@@ -79,6 +79,7 @@ def test_early_stopping_without_ncv_still_runs_the_folds_but_scores_no_ncv():
 
 @settings(max_examples=8, deadline=None)
 @given(epochs=st.integers(1, 6), patience=st.integers(1, 3), seed=st.integers(0, 2**16))
+@example(epochs=3, patience=1, seed=336)  # folds stopped after 2 epochs: NCV indexed a third (CI found it)
 def test_epochs_used_never_exceeds_epochs_nor_goes_below_three(epochs, patience, seed):
     x, y, _ = noisy_blobs(n_items=60, n_features=4, seed=seed)
     report = find_mislabeled(x, y, methods=("aum", "ncv"), epochs=epochs, patience=patience, random_state=seed)
