@@ -375,20 +375,18 @@ def _perspective_settings(rater_groups: Path | None, jury: str | None) -> dict[s
     """``rater_groups`` and ``jury_composition`` for ReviewSettings from the options (or the environment)."""
     from galton.quality import InputError
 
-    from .review import parse_jury_composition, read_rater_groups
+    from .review import ReviewSettings, load_perspectives
 
     path = rater_groups if rater_groups is not None else (os.environ.get("GALTON_RATER_GROUPS", "").strip() or None)
     text = jury if jury is not None else (os.environ.get("GALTON_JURY", "").strip() or None)
-    groups = read_rater_groups(path) if path else {}
-    composition = parse_jury_composition(text) if text else {}
-    if composition and not groups:
+    options = load_perspectives(path, text)
+    if options["jury_composition"] and not options["rater_groups"]:
         raise InputError("--jury needs --rater-groups (the jurors are drawn per rater group)")
-    known = set(groups.values())
-    unknown = sorted(set(composition) - known)
-    if unknown:
-        raise InputError(f"--jury names groups that no rater has in the rater table: {unknown}; "
-                         f"groups: {sorted(known)}")
-    return {"rater_groups": groups, "jury_composition": composition}
+    try:
+        ReviewSettings(**options)  # the one place that checks the jury against the groups
+    except ValueError as error:
+        raise InputError(f"--rater-groups / --jury: {error}") from None
+    return options
 
 
 def _disagreement_rows(pulled: Any, review: Any) -> list[dict[str, Any]]:

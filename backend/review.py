@@ -62,8 +62,8 @@ from galton.quality.perspectives import (
     soft_labels,
 )
 
-__all__ = ["JURY_SAMPLES", "METHODS", "Review", "ReviewSettings", "config_model_version", "parse_jury_composition",
-           "read_rater_groups", "review_project", "soft_label_rows", "stored_worker_weights"]
+__all__ = ["JURY_SAMPLES", "METHODS", "Review", "ReviewSettings", "config_model_version", "load_perspectives",
+           "parse_jury_composition", "read_rater_groups", "review_project", "soft_label_rows", "stored_worker_weights"]
 
 #: juries drawn per task for the jury verdict of ``ReviewSettings.jury_composition``
 JURY_SAMPLES = 200
@@ -232,6 +232,13 @@ def read_rater_groups(path: str | Path, *, column: str = "group") -> dict[str, s
     if clashes:
         raise _InputError(f"{source}: {len(clashes)} workers have two groups, e.g. {clashes[:3]}")
     return out
+
+
+def load_perspectives(rater_groups: str | Path | None, jury: str | None) -> dict[str, Any]:
+    """``rater_groups`` and ``jury_composition`` for :class:`ReviewSettings` from a rater-table
+    path and a ``"A=6,B=6"`` text (either may be empty); ReviewSettings checks that they fit."""
+    return {"rater_groups": read_rater_groups(rater_groups) if rater_groups else {},
+            "jury_composition": parse_jury_composition(jury) if jury else {}}
 
 
 def parse_jury_composition(text: str) -> dict[str, int]:

@@ -117,14 +117,11 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
 
 def _review(environ: Mapping[str, str], method: str) -> ReviewSettings:
     """``GALTON_METHOD`` plus the rater table (``GALTON_RATER_GROUPS``) and ``GALTON_JURY``."""
-    from .review import parse_jury_composition, read_rater_groups
+    from .review import load_perspectives
 
-    path = environ.get("GALTON_RATER_GROUPS", "").strip()
-    jury = environ.get("GALTON_JURY", "").strip()
     try:
-        groups = read_rater_groups(path) if path else {}
-        composition = parse_jury_composition(jury) if jury else {}
-        return ReviewSettings(method=method, rater_groups=groups, jury_composition=composition)
+        return ReviewSettings(method=method, **load_perspectives(environ.get("GALTON_RATER_GROUPS", "").strip(),
+                                                                 environ.get("GALTON_JURY", "").strip()))
     except ValueError as error:
         raise SettingsError(f"GALTON_RATER_GROUPS / GALTON_JURY: {error}") from None
 

@@ -347,3 +347,6 @@ def test_cli_score_writes_soft_labels_and_disagreement(tmp_path, planted):
     bad = CliRunner().invoke(main, ["score", "--annotations", str(annotations), "--jury", "A=3",
                                     "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--jury needs --rater-groups" in bad.output
+    unknown = CliRunner().invoke(main, ["score", "--annotations", str(annotations), "--rater-groups", str(raters),
+                                        "--jury", "C=2", "--out", str(tmp_path / "bad2")])
+    assert unknown.exit_code == 2 and "--rater-groups / --jury" in unknown.output and "'C'" in unknown.output
