@@ -149,7 +149,14 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     settings.validate()
     store = store or StateStore(settings.state_url)
     reviewer = Reviewer(settings, store, connector_factory)
-    reviewer.queue = queue or JobQueue(reviewer.run, settings.worker_threads, start=start_workers)
+    # jobs in a child process (galton serve): only with the real connector and a real queue
+    in_child = settings.job_process and queue is None and connector_factory is None and start_workers
+    if in_child:
+        from .worker import JobProcess
+
+        reviewer.remote = reviewer.queue = JobProcess(settings, nice=settings.job_nice)
+    else:
+        reviewer.queue = queue or JobQueue(reviewer.run, settings.worker_threads, start=start_workers)
     # explicit paths: galton is a namespace package (setuptools package-dir), which Flask's
     # package lookup does not handle; the backend serves no files, so nothing else needs them
     here = os.path.dirname(os.path.abspath(__file__))
@@ -241,7 +248,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
         project_id = project_id_of(body.get("project"))
         _allowed(project_id)
         version = _version(schema)
-        if project_id is not None and settings.can_write_back and reviewer.live(project_id) is None \
+        if project_id is not None and settings.can_write_back and not store.has_project(project_id) \
                 and not store.jobs(project_id, limit=1):
             reviewer.submit(project_id, "setup")  # first contact: review the whole project once
         return jsonify({"model_version": version})
@@ -292,7 +299,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
             return jsonify({"status": "ignored", "action": action})
         if not settings.can_write_back:
             return jsonify({"status": "ignored", "reason": "LABEL_STUDIO_URL is not set"})
-        return jsonify({"status": reviewer.submit(project_id, action), "project": project_id}), 202
+        return jsonify({"status": reviewer.submit(project_id, action, body), "project": project_id}), 202
 
     @app.post("/train")
     def train() -> Response:
@@ -335,9 +342,13 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
                       f'galton_job_events_total{{outcome="submitted"}} {reviewer.queue.n_submitted}',
                       f'galton_job_events_total{{outcome="coalesced"}} {reviewer.queue.n_coalesced}']
         lines.append("# TYPE galton_backend_total counter")
-        for name, value in sorted(reviewer.counters.items()):
+        counters = Counter(reviewer.counters)
+        if reviewer.remote is not None:  # the job counters are the job process's
+            counters.update(reviewer.remote.counters())
+        for name, value in sorted(counters.items()):
             lines.append(f'galton_backend_total{{what="{name}"}} {value}')
         return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
 
-    _resume_interrupted(settings, store, reviewer)
+    if not in_child:  # the job process resumes them itself
+        _resume_interrupted(settings, store, reviewer)
     return app

@@ -49,10 +49,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from galton.connectors import (
+    GALTON_PREFIX,
     LabelConfig,
     LabelStudioConnector,
     PlatformError,
@@ -75,6 +76,12 @@ META_CHUNK = 10  # tasks per meta write (one PATCH each): a waiting job starts a
 PREDICTION_CHUNK = 40  # moved predictions per write (one request each, or one import when many are new)
 CATCH_UP_MIN = 50  # a job that PATCHed at least this many tasks' meta is followed by an idle pull
 MAX_DEFER_S = 60.0  # after this long without a complete job, every job makes progress on the rest
+BACKLOG_BUDGET_S = 2.0  # ... for about this long (in chunks of BACKLOG_CHUNK), then hands over
+BACKLOG_CHUNK = 5
+PAYLOAD_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"})
+MAX_PAYLOADS = 2000  # more annotations than this waiting for one job: a pull is cheaper
+MAX_PULL_AGE_S = 120.0  # a job applies webhook payloads without a pull only this long after the last pull
+QUIET_S = 5.0  # after payload-only jobs, a verifying pull runs once the project had no event this long
 
 
 # ---------------------------------------------------------------------- the queue
@@ -90,8 +97,10 @@ class JobQueue:
         job in the caller's thread (for tests).
     """
 
-    def __init__(self, run: Callable[[int, list[str]], None], n_threads: int = 2, *, start: bool = True) -> None:
+    def __init__(self, run: Callable[[int, list[str]], None], n_threads: int = 2, *, start: bool = True,
+                 after: Callable[[], None] | None = None) -> None:
         self._run = run
+        self._after = after  # called after each job, once the queue counts it as done
         self._cond = threading.Condition()
         self._pending: dict[int, list[str]] = {}
         self._ready: deque[int] = deque()
@@ -152,6 +161,11 @@ class JobQueue:
             with self._cond:
                 self.n_run += 1
                 self._done(project_id)
+            if self._after is not None:
+                try:
+                    self._after()
+                except Exception:  # a report that cannot be sent must not kill the worker
+                    log.exception("the after-job hook failed")
 
     def _worker(self) -> None:
         while True:
@@ -228,6 +242,19 @@ class LiveProject:
     def from_state(cls, state: ProjectState) -> LiveProject:
         return cls.build(state.project_id, state.snapshot, state.review, state.watermark, state.written)
 
+    # what /predict reads (the same names as galton.backend.worker.PredictView)
+    @property
+    def xml(self) -> str:
+        return self.snapshot.config.xml
+
+    @property
+    def model_version(self) -> str:
+        return self.review.model_version
+
+    @property
+    def predictions(self) -> Mapping[int, PredictionSpec]:
+        return self.review.predictions
+
 
 def _close(a: Any, b: Any, tol: float) -> bool:
     """Equal, numbers within ``tol`` (the materiality rule of the write-back)."""
@@ -298,7 +325,20 @@ class Reviewer:
         self._configs: dict[str, LabelConfig] = {}
         self._attempts: dict[int, int] = {}
         self._complete: dict[int, float] = {}  # project -> monotonic time its last job wrote everything
+        # webhook payloads waiting for the project's next job (annotation id -> annotation), the
+        # projects whose next job must pull anyway, when each was last pulled, its last event
+        self._payloads: dict[int, dict[int, dict[str, Any]]] = {}
+        self._deleted: dict[int, set[int]] = {}
+        self._must_pull: set[int] = set()
+        self._pulled: dict[int, float] = {}
+        self._last_event: dict[int, float] = {}
+        self._verify_timers: set[int] = set()
         self.queue: JobQueue | None = None  # set by the app
+        # with jobs in a child process (galton.backend.worker), the HTTP process's reviewer
+        # forwards work to it and answers /predict from the views it sends
+        self.remote: Any = None
+        # the job process's hook: a project's new live state (called under the lock)
+        self.on_live: Callable[[int, LiveProject | None], None] | None = None
         self.counters: dict[str, int] = {"jobs_done": 0, "jobs_failed": 0, "predictions_written": 0,
                                          "meta_written": 0, "predict_fresh": 0, "predict_computed": 0,
                                          "predict_skipped": 0}
@@ -334,6 +374,20 @@ class Reviewer:
     def model_version(self, xml: str) -> str:
         return config_model_version(self.config(xml), self.settings.review)
 
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+    def loaded(self, project_id: int) -> LiveProject | None:
+        """The project's live state if loaded (no store read; call under :attr:`lock`)."""
+        return self._live.get(project_id)
+
+    def _view(self, project_id: int) -> Any:
+        """What /predict answers from: the live state here, or the job process's view of it."""
+        if self.remote is not None:
+            return self.remote.view(project_id)
+        return self.live(project_id)
+
     def live(self, project_id: int) -> LiveProject | None:
         if project_id not in self._live:
             state = self.store.load(project_id)
@@ -361,17 +415,16 @@ class Reviewer:
             self.bump("predict_skipped", len(tasks))
             return answers
         posted = self._parse(tasks, position, config)
-        live = self.live(project_id) if project_id is not None else None
-        usable = live is not None and live.snapshot.config.xml == config.xml \
-            and live.review.model_version == version
+        live = self._view(project_id) if project_id is not None else None
+        usable = live is not None and live.xml == config.xml and live.model_version == version
         keys = _annotation_keys(posted)
         stale: list[int] = []
         for task_id, i in position.items():
             key = keys.get(task_id)
             if key is None:
                 continue  # nothing to score
-            if usable and live is not None and live.keys.get(task_id) == key and task_id in live.review.predictions:
-                spec = live.review.predictions[task_id]
+            spec = live.predictions.get(task_id) if usable and live is not None else None
+            if spec is not None and live is not None and live.keys.get(task_id) == key:
                 answers[i] = {"result": list(spec.result), "score": spec.score, "model_version": version}
                 self.bump("predict_fresh")
             else:
@@ -404,10 +457,88 @@ class Reviewer:
             return parse_tasks(good, config)
 
     # -------------------------------------------------------------- the job
-    def submit(self, project_id: int, event: str) -> str:
+    def submit(self, project_id: int, event: str, payload: Mapping[str, Any] | None = None) -> str:
+        """Queue ``event`` for the project. ``payload`` (an annotation webhook's body) lets the
+        job apply the annotation to its snapshot instead of pulling (see :meth:`_direct`)."""
+        if self.remote is not None:
+            return str(self.remote.submit(project_id, event, payload))
         if self.queue is None:
             raise RuntimeError("no job queue attached")
+        with self._lock:
+            self._last_event[project_id] = time.monotonic()
+            if event == "ANNOTATIONS_DELETED":
+                self._keep_deleted(project_id, payload)
+            elif event in PAYLOAD_EVENTS:
+                self._keep_payload(project_id, payload)
         return self.queue.submit(project_id, event)
+
+    def _keep_payload(self, project_id: int, payload: Mapping[str, Any] | None) -> None:
+        annotation = payload.get("annotation") if isinstance(payload, Mapping) else None
+        task = payload.get("task") if isinstance(payload, Mapping) else None
+        waiting = self._payloads.setdefault(project_id, {})
+        if not isinstance(annotation, Mapping) or isinstance(annotation.get("id"), bool) \
+                or not isinstance(annotation.get("id"), int) or len(waiting) >= MAX_PAYLOADS:
+            self._must_pull.add(project_id)
+            return
+        kept = dict(annotation)
+        if not isinstance(kept.get("task"), int) and isinstance(task, Mapping):
+            kept["task"] = task.get("id")
+        config = payload.get("project", {}).get("label_config") if isinstance(payload.get("project"), Mapping) \
+            else None
+        kept["_label_config"] = config if isinstance(config, str) else None
+        previous = waiting.get(int(annotation["id"]))
+        if previous is None or str(previous.get("updated_at") or "") <= str(kept.get("updated_at") or ""):
+            waiting[int(annotation["id"])] = kept
+
+    def _keep_deleted(self, project_id: int, payload: Mapping[str, Any] | None) -> None:
+        listed = payload.get("annotations") if isinstance(payload, Mapping) else None
+        ids = [a.get("id") for a in listed if isinstance(a, Mapping)] if isinstance(listed, list) else []
+        if not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) \
+                or len(ids) > MAX_PAYLOADS:
+            self._must_pull.add(project_id)
+            return
+        waiting = self._payloads.get(project_id, {})
+        for annotation_id in ids:
+            waiting.pop(annotation_id, None)  # a deletion wins over a save of the same annotation
+        self._deleted.setdefault(project_id, set()).update(ids)
+
+    def _take_payloads(self, project_id: int) -> tuple[list[dict[str, Any]], set[int], bool]:
+        """The annotations the webhooks carried since the last job (saved, oldest first, and the
+        ids of deleted ones), and whether a pull is needed anyway."""
+        with self._lock:
+            waiting = self._payloads.pop(project_id, {})
+            deleted = self._deleted.pop(project_id, set())
+            must = project_id in self._must_pull
+            self._must_pull.discard(project_id)
+        return sorted(waiting.values(), key=lambda a: str(a.get("updated_at") or "")), deleted, must
+
+    def _verify_when_quiet(self, project_id: int) -> None:
+        """One verifying pull once the project had no event for ``QUIET_S`` (one timer per project)."""
+        if self.queue is None:
+            return
+        with self._lock:
+            if project_id in self._verify_timers:
+                return
+            self._verify_timers.add(project_id)
+
+        def check() -> None:
+            with self._lock:
+                quiet = time.monotonic() - self._last_event.get(project_id, 0.0)
+                if quiet < QUIET_S:
+                    delay = QUIET_S - quiet
+                else:
+                    self._verify_timers.discard(project_id)
+                    delay = None
+            if delay is not None:
+                again = threading.Timer(delay, check)
+                again.daemon = True
+                again.start()
+            elif self.queue is not None:
+                self.queue.submit(project_id, "verify")
+
+        timer = threading.Timer(QUIET_S, check)
+        timer.daemon = True
+        timer.start()
 
     def record_training(self, project_id: int) -> tuple[int, str]:
         """START_TRAINING: with dynamics enabled (and its extras installed), queue a ``train`` job
@@ -447,6 +578,8 @@ class Reviewer:
         try:
             detail = self._review(project_id, events, job_id)
         except Exception as error:
+            with self._lock:  # the annotations it took from webhooks are gone with it: the next job pulls
+                self._must_pull.add(project_id)
             self.bump("jobs_failed")
             message = str(error) if isinstance(error, PlatformError | ValueError) else error.__class__.__name__
             self.store.update_job(job_id, status="failed", error=message, finished=True)
@@ -465,6 +598,8 @@ class Reviewer:
                 and not self.queue.has_pending(project_id):
             self.queue.submit(project_id, "catch-up")
             detail["catch_up"] = True
+        if not detail.get("pulled", True):
+            self._verify_when_quiet(project_id)  # a missed webhook is caught by a pull once quiet
         self.store.update_job(job_id, status="done", detail=detail, finished=True)
         self.bump("jobs_done")
         log.info("review job %d for project %d: %s", job_id, project_id, detail)
@@ -505,8 +640,19 @@ class Reviewer:
         live = self.live(project_id)
         snapshot: PulledProject | None = None
         full = live is None or any(e in FULL_EVENTS for e in events)
+        payloads, deleted, must_pull = self._take_payloads(project_id)
+        n_pulled = 0
+        fresh: set[int] = set()
+        direct = False
+        if not full and not must_pull and live is not None and set(events) <= PAYLOAD_EVENTS \
+                and time.monotonic() - self._pulled.get(project_id, -math.inf) < MAX_PULL_AGE_S \
+                and all(a.get("_label_config") in (None, live.snapshot.config.xml) for a in payloads):
+            # every event is an annotation saved or deleted, with its payload: apply them, no pull
+            snapshot = live.snapshot.with_annotations(payloads)
+            snapshot = snapshot.without_annotations(deleted) if snapshot is not None else None
+            direct = snapshot is not None
         since = None if full or live is None else _minus_seconds(live.watermark, self.settings.watermark_margin_s)
-        if since is not None and live is not None:
+        if snapshot is None and since is not None and live is not None:
             # the pull reads the label config from the project request it makes anyway
             changed = connector.pull(project_id, since=since)
             n_pulled = changed.n_tasks
@@ -518,6 +664,9 @@ class Reviewer:
             snapshot = connector.pull(project_id, config=connector.label_config(project_id))
             n_pulled = snapshot.n_tasks
             fresh = set(snapshot.tasks)
+        if not direct:
+            with self._lock:
+                self._pulled[project_id] = time.monotonic()
         config = snapshot.config
         lap("pull")
         review = review_project(snapshot, self.settings.review)
@@ -534,7 +683,8 @@ class Reviewer:
             touched |= live.carried & set(snapshot.tasks)
         plan = _plan(review, before, snapshot, self.settings.score_tolerance)
         lap("diff")
-        counts: dict[str, Any] = {"full_pull": full, "n_pulled": n_pulled, "n_tasks": snapshot.n_tasks,
+        counts: dict[str, Any] = {"full_pull": full, "n_pulled": n_pulled, "n_payloads": len(payloads) + len(deleted),
+                                  "pulled": not direct, "n_tasks": snapshot.n_tasks,
                                   "model_version": review.model_version, "n_touched": len(touched),
                                   "n_material": len(plan.entries), "n_touched_material": len(
                                       touched & set(plan.entries))}
@@ -552,55 +702,67 @@ class Reviewer:
         uncertain: set[int] = set()
         done_meta: set[int] = set()
         yielded: str | None = None
-        progressed = False
+        backlog_s = 0.0  # time spent on the backlog (moved predictions, meta) while a job waited
+        tasks = dict(snapshot.tasks)  # kept up to date with what this job writes
         for name, kind, task_ids in _stages(plan, touched):
             if not task_ids:
                 continue
-            if kind == "predictions":
-                # the touched tasks' go at once; predictions a refit moved elsewhere go in chunks,
-                # handing over to a waiting job between them
-                chunks = [task_ids] if name == "predictions_touched" else _chunks(task_ids, PREDICTION_CHUNK)
-                for chunk in chunks:
-                    if name != "predictions_touched" and self._should_yield(project_id, progressed):
-                        yielded = name
-                        break
-                    forget(chunk)
-                    # the predictions this job's pull saw on a task stand for what it holds, so
-                    # they are not read again (a /predict answer Label Studio stored since then
-                    # would stay as a second galton prediction until the task's next write)
-                    held = {t: snapshot.tasks[t].predictions for t in chunk if t in fresh}
-                    summary = connector.write_predictions(project_id, {t: review.predictions[t] for t in chunk},
-                                                          review.model_version, known=held)
-                    _add(counts, "predictions", summary.to_dict())
-                    self.bump("predictions_written", summary.written)
-                    uncertain.update(summary.uncertain)
-                    for t in chunk:
-                        written[t] = (plan.entries[t][0], plan.entries[t][1], None)
-                    # a chunk of the backlog is progress: past MAX_DEFER_S a job writes one, then hands over
-                    progressed = progressed or name != "predictions_touched"
-            elif kind == "deletions":
+            if kind == "deletions":
                 forget(task_ids)
                 counts["predictions_deleted"] = counts.get("predictions_deleted", 0) + \
                     connector.delete_galton_predictions(project_id, task_ids)
                 for t in task_ids:
                     written[t] = ("[]", None, None)
-            else:
-                for chunk in _chunks(task_ids, META_CHUNK):
-                    if self._should_yield(project_id, progressed):
+                    if t in tasks and tasks[t].predictions is not None:
+                        tasks[t] = replace(tasks[t], predictions=tuple(
+                            p for p in tasks[t].predictions if not _is_galton(p)))
+                lap(name)
+                continue
+            left = list(task_ids)
+            while left:
+                # the touched tasks' predictions go at once; the backlog in chunks, handing over
+                # to a waiting job between them (small chunks while one waits)
+                waiting = self.queue is not None and self.queue.has_pending(project_id)
+                if name == "predictions_touched":
+                    size = len(left)
+                elif waiting:
+                    if self._should_yield(project_id, backlog_s):
                         yielded = name
                         break
-                    forget(chunk)
-                    current = {t: snapshot.tasks[t].meta for t in chunk if t in snapshot.tasks}
+                    size = BACKLOG_CHUNK
+                else:
+                    size = PREDICTION_CHUNK if kind == "predictions" else META_CHUNK
+                chunk, left = left[:size], left[size:]
+                began = time.perf_counter()
+                forget(chunk)
+                if kind == "predictions":
+                    summary = connector.write_predictions(
+                        project_id, {t: review.predictions[t] for t in chunk}, review.model_version,
+                        known=_known(tasks, chunk, fresh, review.model_version))
+                    _add(counts, "predictions", summary.to_dict())
+                    self.bump("predictions_written", summary.written)
+                    uncertain.update(summary.uncertain)
+                    for t in chunk:
+                        written[t] = (plan.entries[t][0], plan.entries[t][1], None)
+                        if t in tasks:
+                            tasks[t] = replace(tasks[t], predictions=summary.held.get(t))
+                else:
+                    current = {t: tasks[t].meta for t in chunk if t in tasks}
                     summary = connector.write_meta(project_id, {t: plan.meta[t] for t in chunk}, current=current)
                     _add(counts, "meta", summary.to_dict())
                     self.bump("meta_written", summary.updated)
                     for t in chunk:
                         written[t] = plan.entries[t]
                         done_meta.add(t)
-                    progressed = True
+                        if t in tasks:
+                            tasks[t] = replace(tasks[t], meta={**tasks[t].meta, "galton": json.loads(
+                                _canonical(plan.meta[t]))})
+                if waiting and name != "predictions_touched":
+                    backlog_s += time.perf_counter() - began
             lap(name)
             if yielded is not None:
                 break
+        snapshot = replace(snapshot, tasks=tasks)
         # a task whose prediction went out but whose meta waits keeps its entry without meta:
         # the next job sees the meta as changed and writes it
         # a create sent again after a lost answer may land twice: such a task stays unrecorded,
@@ -619,6 +781,8 @@ class Reviewer:
         with self._lock:
             self._live[project_id] = LiveProject(project_id, snapshot, review, snapshot.watermark, new_written,
                                                  keys, stored_worker_weights(review), carried)
+            if self.on_live is not None:
+                self.on_live(project_id, self._live[project_id])
             if yielded is None:
                 self._complete[project_id] = time.monotonic()
         counts["n_written"] = len(written)
@@ -628,18 +792,18 @@ class Reviewer:
         counts["timings"] = timings
         return counts
 
-    def _should_yield(self, project_id: int, progressed: bool) -> bool:
+    def _should_yield(self, project_id: int, backlog_s: float) -> bool:
         """Leave the rest of the write-back to the next job when one waits for this project:
         its pull is newer, its touched tasks are what users wait for, and what is left here it
         rewrites anyway (the state records only what was written). Once the project went
-        ``MAX_DEFER_S`` without a complete job, each job first writes one chunk of the backlog
-        (moved predictions, then meta), so a steady stream of annotations slows the deferred
-        work but cannot starve it."""
+        ``MAX_DEFER_S`` without a complete job, each job first spends about ``BACKLOG_BUDGET_S``
+        on the backlog (moved predictions, then meta), so a steady stream of annotations slows
+        the deferred work but cannot starve it."""
         if self.queue is None or not self.queue.has_pending(project_id):
             return False
         with self._lock:
             last = self._complete.setdefault(project_id, time.monotonic())
-        return progressed or time.monotonic() - last < MAX_DEFER_S
+        return backlog_s >= BACKLOG_BUDGET_S or time.monotonic() - last < MAX_DEFER_S
 
 
 @dataclass(frozen=True)
@@ -693,6 +857,25 @@ def _stages(plan: _Plan, touched: set[int]) -> list[tuple[str, str, list[int]]]:
             ("meta_other", "meta", meta_rest)]
 
 
+def _is_galton(prediction: Mapping[str, Any]) -> bool:
+    return str(prediction.get("model_version") or "").startswith(GALTON_PREFIX)
+
+
+def _known(tasks: Mapping[int, Any], chunk: Sequence[int], fresh: set[int],
+           model_version: str) -> dict[int, Sequence[Mapping[str, Any]]]:
+    """The predictions a task is known to hold, so the write-back need not read them: what this
+    job's pull saw, or what galton's own last write left, when that holds a galton prediction
+    of this model version (Label Studio then asks /predict for no other one, so no second one
+    can have appeared; a task without one is read again, as one may have)."""
+    known: dict[int, Sequence[Mapping[str, Any]]] = {}
+    for t in chunk:
+        held = tasks[t].predictions if t in tasks else None
+        if held is not None and (t in fresh or any(
+                _is_galton(p) and p.get("model_version") == model_version for p in held)):
+            known[t] = held
+    return known
+
+
 def _add(counts: dict[str, Any], name: str, summary: Mapping[str, int]) -> None:
     total = counts.setdefault(name, {})
     for key, value in summary.items():
@@ -705,8 +888,6 @@ def _chunks(values: list[int], size: int) -> list[list[int]]:
 
 def _subset(pulled: PulledProject, task_ids: Sequence[Hashable]) -> PulledProject:
     wanted = set(task_ids)
-    from dataclasses import replace
-
     return replace(pulled, tasks={t: r for t, r in pulled.tasks.items() if t in wanted},
                    annotations=tuple(a for a in pulled.annotations if a.task_id in wanted))
 

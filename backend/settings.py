@@ -28,6 +28,8 @@ variable                       meaning                                          
 ``GALTON_RATER_GROUPS``        rater table CSV (``worker,group[,...]``): turns on the  (none: no groups)
                                ``systematic_disagreement`` flag and meta
 ``GALTON_JURY``                jurors per group, e.g. ``A=6,B=6`` (needs groups)      (no jury)
+``GALTON_JOB_PROCESS``         ``off`` to run review jobs in the HTTP process         ``on`` (galton serve)
+``GALTON_JOB_NICE``            how much lower the job process's CPU priority is       ``5``
 =============================  =====================================================  =========================
 
 Authentication is on unless ``GALTON_AUTH=off``: with it on, at least one of basic auth
@@ -89,11 +91,8 @@ def _dynamics(environ: Mapping[str, str], base: DynamicsSettings | None = None) 
     """``GALTON_DYNAMICS*`` over ``base`` (the galton.toml values, or the defaults)."""
     base = base or DynamicsSettings()
     changes: dict[str, object] = {}
-    flag = environ.get("GALTON_DYNAMICS", "").strip().lower()
-    if flag:
-        if flag not in ("on", "off", "true", "false", "1", "0"):
-            raise SettingsError(f"GALTON_DYNAMICS must be 'on' or 'off', got {flag!r}")
-        changes["enabled"] = flag in ("on", "true", "1")
+    if environ.get("GALTON_DYNAMICS", "").strip():
+        changes["enabled"] = _switch(environ, "GALTON_DYNAMICS", base.enabled)
     fields = environ.get("GALTON_DYNAMICS_TEXT_FIELDS", "").strip()
     if fields:
         changes.update(featurizer="text", text_fields=tuple(f.strip() for f in fields.split(",") if f.strip()))
@@ -103,6 +102,15 @@ def _dynamics(environ: Mapping[str, str], base: DynamicsSettings | None = None) 
         return replace(base, **changes) if changes else base  # type: ignore[arg-type]
     except ValueError as error:
         raise SettingsError(str(error)) from None
+
+
+def _switch(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off", "true", "false", "1", "0"):
+        raise SettingsError(f"{name} must be 'on' or 'off', got {raw!r}")
+    return raw in ("on", "true", "1")
 
 
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -147,6 +155,10 @@ class Settings:
     # clock has second resolution and a webhook can arrive just before its transaction commits
     watermark_margin_s: float = 5.0
     job_retries: int = 3
+    # review jobs in a child process (galton.backend.worker; galton serve turns it on), at
+    # this much lower CPU priority (os.nice), so /predict never waits behind a job
+    job_process: bool = False
+    job_nice: int = 5
     retry_delay_s: float = 2.0
     # the largest request body (MB); /predict batches of full tasks with annotations are big
     max_request_mb: float = 64.0
@@ -182,6 +194,8 @@ class Settings:
             max_request_mb=_float(env, "GALTON_MAX_REQUEST_MB", 64.0),
             projects=_projects(env),
             dynamics=_dynamics(env),
+            job_process=_switch(env, "GALTON_JOB_PROCESS", True),
+            job_nice=_int(env, "GALTON_JOB_NICE", 5, low=0),
         )
         settings.validate()
         return settings

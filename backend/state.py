@@ -188,6 +188,12 @@ class StateStore:
         return ProjectState(project_id, row.model_version, row.watermark, _unpack(row.snapshot), _unpack(row.review),
                             written)
 
+    def has_project(self, project_id: int) -> bool:
+        """Whether a job committed this project's state (a cheap query; :meth:`load` reads it all)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(projects.c.project_id).where(
+                projects.c.project_id == project_id)).first() is not None
+
     def project_ids(self) -> list[int]:
         with self.engine.connect() as conn:
             return [int(r[0]) for r in conn.execute(sa.select(projects.c.project_id))]

@@ -84,6 +84,9 @@ class WriteSummary:
     # after the check that preceded the retry, so they may hold two galton predictions (a
     # later write of the task removes the surplus); callers should not count them as settled
     uncertain: list[int] = field(default_factory=list)
+    # what each task holds after the write, where Label Studio said so (in the form of
+    # TaskRecord.predictions): tasks given a prediction by an import or sent again are absent
+    held: dict[int, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
     @property
     def written(self) -> int:
@@ -445,6 +448,7 @@ class LabelStudioConnector:
         if missing:
             held.update(self.task_predictions(project_id, missing))
         summary = WriteSummary()
+        after: dict[int, tuple[dict[str, Any], ...]] = {}  # what each task holds once the writes return
         create: list[dict[str, Any]] = []
         updates: list[tuple[int, dict[str, Any]]] = []
         deletes: list[int] = []
@@ -454,16 +458,21 @@ class LabelStudioConnector:
             on_task = held.get(task_id, [])
             mine = sorted((p for p in on_task if str(p.get("model_version") or "").startswith(GALTON_PREFIX)),
                           key=lambda p: (p.get("model_version") != model_version, p["id"]))
+            others = tuple(dict(p) for p in on_task if p not in mine)
             if not mine:
                 create.append({"task": task_id, **wanted})
                 summary.task_ids.append(task_id)
+                after[task_id] = others
                 continue
             keep, surplus = mine[0], [int(p["id"]) for p in mine[1:]]
+            after[task_id] = (*others, {"id": int(keep["id"]), "task": task_id, **wanted})
             same = (keep.get("model_version") == model_version
                     and _result_key(keep.get("result")) == _result_key(spec.result)
                     and keep.get("score") is not None and abs(float(keep["score"]) - score) < 10**-_SCORE_DIGITS)
             if same:
                 summary.unchanged += 1
+                after[task_id] = (*others, {"id": int(keep["id"]), "task": task_id, "model_version": model_version,
+                                            "score": keep.get("score"), "result": keep.get("result")})
                 if surplus:
                     summary.task_ids.append(task_id)
                     deletes.extend(surplus)
@@ -476,9 +485,16 @@ class LabelStudioConnector:
         done = 0
         total = len(create) + len(updates) + len(deletes)
 
+        created_ids: dict[int, int] = {}
+
         def post(item: dict[str, Any]) -> None:
-            summary.uncertain.extend(self._create_once(
-                project_id, [item], model_version, lambda items: self.sdk.predictions.create(**items[0])))
+            def send(items: list[dict[str, Any]]) -> None:
+                made = self.sdk.predictions.create(**items[0])
+                made_id = getattr(made, "id", None)
+                if isinstance(made_id, int) and not isinstance(made_id, bool):
+                    created_ids[int(items[0]["task"])] = made_id
+
+            summary.uncertain.extend(self._create_once(project_id, [item], model_version, send))
 
         if bulk:
             for batch in _chunks(create, 500):
@@ -512,6 +528,15 @@ class LabelStudioConnector:
                 done += 1
                 if progress is not None:
                     progress(done, total)
+        created_tasks = {int(item["task"]): item for item in create}
+        for task_id, holds in after.items():
+            if task_id in created_tasks:
+                if bulk or task_id not in created_ids or task_id in summary.uncertain:
+                    continue  # an import answers no ids; a create sent again may have landed twice
+                item = created_tasks[task_id]
+                holds = (*holds, {"id": created_ids[task_id], "task": task_id, "model_version": model_version,
+                                  "score": item["score"], "result": item["result"]})
+            summary.held[task_id] = holds
         return summary
 
     def _create_once(self, project_id: int, items: list[dict[str, Any]], model_version: str,

@@ -24,7 +24,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,61 @@ class PulledProject:
             watermark=changed.watermark or self.watermark, notes=self.notes + changed.notes,
         )
 
+    def with_annotations(self, annotations: Iterable[Mapping[str, Any]]) -> PulledProject | None:
+        """This snapshot with annotations applied as Label Studio's webhooks carry them (an
+        ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` payload's ``annotation``, its ``task``
+        field naming the task), oldest first, under the module's rules; or None when they cannot
+        stand for a pull of their tasks, because the payload alone cannot say what a pull would
+        keep: an unknown task or annotator, an annotation that is cancelled or has no (or an
+        outside) answer, a ground-truth mark on the task (gold depends on all its marks), or a
+        snapshot that dropped older duplicates (an updated annotation may bring one back).
+
+        The watermark stays: the next incremental pull reads these tasks again.
+        """
+        if self.skipped.get(SKIP_OLDER):
+            return None
+        by_control = self.config.controls()
+        kept = {(a.task_id, a.worker): a for a in self.annotations}
+        by_id = {a.id: (a.task_id, a.worker) for a in self.annotations if a.id >= 0}
+        marked = {a.task_id for a in self.annotations if a.ground_truth}
+        workers = dict(self.workers)
+        for annotation in annotations:
+            task_id = _user_id(annotation.get("task")) if isinstance(annotation, Mapping) else None
+            if task_id is None or task_id not in self.tasks or task_id in marked:
+                return None
+            record, reason = _read_annotation(annotation, task_id, by_control, workers)
+            if record is None or reason is not None or record.id < 0 or record.ground_truth \
+                    or record.worker not in self.workers:
+                return None
+            slot = by_id.get(record.id)
+            if slot is not None and slot != (task_id, record.worker):
+                return None  # an annotation moved to another task or annotator: not a webhook's doing
+            previous = kept.get((task_id, record.worker))
+            if previous is not None and previous.id != record.id:
+                return None  # a second annotation by the same annotator: the pull decides which stays
+            if previous is not None and (previous.updated_at or "") > (record.updated_at or ""):
+                continue  # the snapshot already holds a later version (a pull read it after this save)
+            kept[(task_id, record.worker)] = record
+            by_id[record.id] = (task_id, record.worker)
+        ordered = tuple(sorted(kept.values(), key=lambda a: (a.task_id, a.worker)))
+        return replace(self, annotations=ordered)
+
+    def without_annotations(self, annotation_ids: Iterable[int]) -> PulledProject | None:
+        """This snapshot less the annotations an ``ANNOTATIONS_DELETED`` webhook names (ids
+        it does not hold were never kept: nothing to remove), or None where a pull must decide:
+        a deleted annotation on a task with ground-truth marks, or a snapshot that dropped
+        older duplicates (one may take the deleted one's place)."""
+        if self.skipped.get(SKIP_OLDER):
+            return None
+        gone = set(annotation_ids)
+        removed = [a for a in self.annotations if a.id in gone]
+        marked = {a.task_id for a in self.annotations if a.ground_truth}
+        if any(a.task_id in marked for a in removed):
+            return None
+        if not removed:
+            return self
+        return replace(self, annotations=tuple(a for a in self.annotations if a.id not in gone))
+
 
 def _user_id(value: Any) -> int | None:
     if isinstance(value, dict):
@@ -239,6 +294,63 @@ def _held_predictions(task: Mapping[str, Any]) -> tuple[dict[str, Any], ...] | N
                      "model_version": prediction.get("model_version"), "score": prediction.get("score"),
                      "result": prediction.get("result")})
     return tuple(held)
+
+
+def _read_annotation(annotation: Any, task_id: int, by_control: Mapping[str, list[Question]],
+                     known_workers: dict[int, WorkerInfo]) -> tuple[AnnotationRecord | None, str | None]:
+    """One raw annotation under rules 1-3: (the record or None, the skip reason or None).
+
+    An annotation with answers both inside and outside the config gives a record and
+    :data:`SKIP_OUTSIDE`. Display data of an expanded ``completed_by`` goes into ``known_workers``.
+    """
+    if not isinstance(annotation, Mapping):
+        return None, SKIP_BAD_TASK
+    if annotation.get("was_cancelled"):
+        return None, SKIP_CANCELLED
+    worker = _user_id(annotation.get("completed_by"))
+    if worker is None:
+        return None, SKIP_NO_ANNOTATOR
+    info = _worker_from(annotation.get("completed_by"))
+    if info is not None and worker not in known_workers:
+        known_workers[worker] = info
+    answers: dict[str, str] = {}
+    outside = False
+    results = annotation.get("result") or []
+    for result in results if isinstance(results, list) else []:
+        if not isinstance(result, Mapping):
+            outside = True
+            continue
+        control = result.get("from_name")
+        value = result.get("value")
+        if control not in by_control or not isinstance(value, Mapping):
+            continue
+        for question in by_control[control]:
+            try:
+                answer = question_answers(question, value)
+            except InputError:
+                outside = True
+                continue
+            if answer is None:
+                continue
+            if answer not in question.classes:
+                outside = True
+                continue
+            answers[question.key] = answer
+    reason = SKIP_OUTSIDE if outside else None
+    if not answers:
+        return None, reason or SKIP_EMPTY
+    lead = annotation.get("lead_time")
+    annotation_id = annotation.get("id")
+    return AnnotationRecord(
+        id=int(annotation_id) if isinstance(annotation_id, int) and not isinstance(annotation_id, bool) else -1,
+        task_id=task_id,
+        worker=worker,
+        answers=answers,
+        created_at=annotation.get("created_at") if isinstance(annotation.get("created_at"), str) else None,
+        updated_at=annotation.get("updated_at") if isinstance(annotation.get("updated_at"), str) else None,
+        lead_time=float(lead) if isinstance(lead, int | float) and not isinstance(lead, bool) else None,
+        ground_truth=bool(annotation.get("ground_truth")),
+    ), reason
 
 
 def parse_tasks(
@@ -307,61 +419,13 @@ def parse_tasks(
             continue
         task_annotations: list[AnnotationRecord] = []
         for annotation in raw_annotations:
-            if not isinstance(annotation, Mapping):
-                skipped[SKIP_BAD_TASK] += 1
-                continue
-            if annotation.get("was_cancelled"):
-                skipped[SKIP_CANCELLED] += 1
-                continue
-            worker = _user_id(annotation.get("completed_by"))
-            if worker is None:
-                skipped[SKIP_NO_ANNOTATOR] += 1
-                continue
-            info = _worker_from(annotation.get("completed_by"))
-            if info is not None and worker not in known_workers:
-                known_workers[worker] = info
-            answers: dict[str, str] = {}
-            outside = False
-            results = annotation.get("result") or []
-            for result in results if isinstance(results, list) else []:
-                if not isinstance(result, Mapping):
-                    outside = True
-                    continue
-                control = result.get("from_name")
-                value = result.get("value")
-                if control not in by_control or not isinstance(value, Mapping):
-                    continue
-                for question in by_control[control]:
-                    try:
-                        answer = question_answers(question, value)
-                    except InputError:
-                        outside = True
-                        continue
-                    if answer is None:
-                        continue
-                    if answer not in question.classes:
-                        outside = True
-                        continue
-                    answers[question.key] = answer
-            if outside:
-                skipped[SKIP_OUTSIDE] += 1
-                outside_tasks.append(task_id)
-            if not answers:
-                if not outside:
-                    skipped[SKIP_EMPTY] += 1
-                continue
-            lead = annotation.get("lead_time")
-            annotation_id = annotation.get("id")
-            task_annotations.append(AnnotationRecord(
-                id=int(annotation_id) if isinstance(annotation_id, int) else -1,
-                task_id=task_id,
-                worker=worker,
-                answers=answers,
-                created_at=annotation.get("created_at"),
-                updated_at=annotation.get("updated_at"),
-                lead_time=float(lead) if isinstance(lead, int | float) and not isinstance(lead, bool) else None,
-                ground_truth=bool(annotation.get("ground_truth")),
-            ))
+            record, reason = _read_annotation(annotation, task_id, by_control, known_workers)
+            if reason is not None:
+                skipped[reason] += 1
+                if reason == SKIP_OUTSIDE:
+                    outside_tasks.append(task_id)
+            if record is not None:  # with SKIP_OUTSIDE: the answers inside the config are kept
+                task_annotations.append(record)
         marks = [a.ground_truth for a in task_annotations]
         mark_means_gold = any(marks) and not all(marks)
         for record in task_annotations:

@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from galton.connectors import GALTON_PREFIX, PredictionSpec, WriteSummary, parse_label_config, parse_tasks
+from galton.connectors import (
+    GALTON_PREFIX,
+    PredictionSpec,
+    WorkerInfo,
+    WriteSummary,
+    parse_label_config,
+    parse_tasks,
+)
 
 CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
           '<Choice value="neg"/><Choice value="pos"/></Choices></View>')
@@ -50,7 +57,9 @@ class FakeConnector:
     def pull(self, project_id: int, *, since: str | None = None, config=None, **_: Any):
         self.pulls.append(since)
         stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-        return parse_tasks(list(self.tasks.values()), config or self.xml, project_id=project_id, watermark=stamp)
+        # like the real connector, the pull knows the organisation's users (ids 1-9 here)
+        return parse_tasks(list(self.tasks.values()), config or self.xml, project_id=project_id, watermark=stamp,
+                           workers={w: WorkerInfo(w) for w in range(1, 10)})
 
     def write_predictions(self, project_id: int, predictions, model_version: str, **_: Any) -> WriteSummary:
         if self.fail_writes:

@@ -464,3 +464,47 @@ def test_a_prediction_within_the_score_tolerance_is_left_as_it_is(fake_ls):
     assert fake_ls.predictions[1] == old and fake_ls.meta[1]["questions"]["label"]["n_annotations"] == 4
     _result, score, meta = app.extensions["galton"].store.load(7).written[1]
     assert score == round(old[0].score, 4) and '"n_annotations":4' in meta  # what Label Studio holds
+
+
+def test_annotation_webhooks_with_payloads_are_applied_without_a_pull(fake_ls):
+    app = make_app(fake_ls)
+    client = app.test_client()
+    client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})
+    run_jobs(app)
+    n_pulls = len(fake_ls.pulls)
+
+    def save(task_id, worker, label, stamp):
+        body = {**annotation(worker, label, task_id * 100 + worker), "task": task_id, "updated_at": stamp}
+        kept = [a for a in fake_ls.tasks[task_id]["annotations"] if a["id"] != body["id"]]
+        fake_ls.tasks[task_id]["annotations"] = [*kept, body]  # what Label Studio now holds
+        return client.post("/webhook", json={"action": "ANNOTATION_UPDATED", "annotation": body,
+                                             "task": {"id": task_id}, "project": {"id": 7, "label_config": CONFIG}})
+
+    # task 2 was neg, neg, neg: two raters change their minds, in two saves, one job
+    save(2, 1, "pos", "2024-01-02T00:00:01Z")
+    save(2, 2, "pos", "2024-01-02T00:00:02Z")
+    assert run_jobs(app) == 1
+    job = app.extensions["galton"].store.jobs(7)[0]["detail"]
+    assert len(fake_ls.pulls) == n_pulls and job["pulled"] is False and job["n_payloads"] == 2
+    assert labels_of({"result": list(fake_ls.predictions[2][0].result)}) == [["pos"]]
+    assert fake_ls.meta[2]["questions"]["label"]["n_annotations"] == 3
+    # a deletion names the annotation only: applied too
+    fake_ls.tasks[2]["annotations"] = [a for a in fake_ls.tasks[2]["annotations"] if a["id"] != 203]
+    client.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 203}],
+                                  "project": {"id": 7}})
+    run_jobs(app)
+    assert len(fake_ls.pulls) == n_pulls and fake_ls.meta[2]["questions"]["label"]["n_annotations"] == 2
+    # the verifying pull (once quiet) finds nothing to change
+    fake_ls.meta.clear()
+    app.extensions["galton"].run(7, ["verify"])
+    verify = app.extensions["galton"].store.jobs(7)[0]["detail"]
+    assert len(fake_ls.pulls) == n_pulls + 1 and verify["pulled"] is True and verify["n_written"] == 0
+    # a save the payload cannot stand for is pulled: an annotator the snapshot does not know
+    # (the pull lists the users again), an annotation webhook without its payload
+    save(3, 12, "neg", "2024-01-02T00:00:03Z")
+    run_jobs(app)
+    assert len(fake_ls.pulls) == n_pulls + 2
+    assert app.extensions["galton"].store.jobs(7)[0]["detail"]["pulled"] is True
+    client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})
+    run_jobs(app)
+    assert len(fake_ls.pulls) == n_pulls + 3

@@ -220,6 +220,19 @@ def test_stale_and_duplicate_galton_predictions_are_replaced(connector, n_tasks)
     assert sorted(p["task"] for p in left if p["model_version"].startswith("galton-")) == sorted(
         tasks[n_tasks - 9:-1])
     assert {p["id"]: p["task"] for p in left if p["model_version"] == "someone-else-v2"} == foreign_before
+    # each write says what its tasks hold afterwards (ids as Label Studio lists them), except
+    # tasks given theirs by an import (it answers no ids)
+    ids = lambda listing: {t: sorted(p["id"] for p in listing if p["task"] == t) for t in tasks}  # noqa: E731
+    assert {t: sorted(p["id"] for p in summary.held[t]) for t in tasks} == ids(now)
+    rewritten = connector.write_predictions(seeded.project_id, {t: wanted[t] for t in gone}, "galton-mace-11111111")
+    assert rewritten.created == len(gone)
+    listed = ids(connector.predictions(seeded.project_id))
+    if len(gone) > connector.bulk_min:
+        assert rewritten.held == {}
+    else:
+        assert {t: sorted(p["id"] for p in rewritten.held[t]) for t in gone} == {t: listed[t] for t in gone}
+        assert all(p["result"] == list(wanted[t].result) for t in gone for p in rewritten.held[t]
+                   if p["model_version"] == "galton-mace-11111111")
     with pytest.raises(ValueError, match="galton-"):
         connector.write_predictions(seeded.project_id, wanted, "mace-1")
 

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from galton.connectors import (
+    WorkerInfo,
     parse_label_config,
     parse_tasks,
     prediction_result,
@@ -247,3 +248,86 @@ def test_write_table_csv_and_json(tmp_path):
                                                  {"worker": 4, "spam": None}]
     with pytest.raises(ValueError, match=r"csv or \.json"):
         write_table(rows, tmp_path / "raters.txt")
+
+
+# ---------------------------------------------------------------------- webhook payloads
+saves = st.lists(st.tuples(st.integers(1, 17), st.integers(1, 6), st.sampled_from(["neg", "neu", "pos"])),
+                 max_size=25)
+
+
+@settings(max_examples=80, deadline=None)
+@given(triplets, saves)
+def test_applying_webhook_annotations_equals_pulling_their_tasks(rows, saved):
+    config = parse_label_config(CONFIG)
+    workers = {w: WorkerInfo(w) for w in range(1, 7)}
+    tasks: dict[int, dict] = {}
+    for t, w, label in rows:
+        tasks.setdefault(t, {"id": t, "data": {}, "annotations": []})["annotations"].append(
+            annotation(w, region("sentiment", "choices", {"choices": [label]}), ident=t * 100 + w))
+    before = parse_tasks(tasks.values(), config, workers=workers)
+    payloads = []
+    for k, (t, w, label) in enumerate(saved):  # each save creates or updates worker w's annotation on t
+        if t not in tasks:
+            continue
+        body = annotation(w, region("sentiment", "choices", {"choices": [label]}), ident=t * 100 + w,
+                          updated=f"2026-01-02T00:00:{k:02d}Z", task=t)
+        kept = [a for a in tasks[t]["annotations"] if a["id"] != body["id"]]
+        tasks[t]["annotations"] = [*kept, body]
+        payloads.append(body)
+    applied = before.with_annotations(payloads)
+    assert applied is not None
+    pulled = parse_tasks(tasks.values(), config, workers=workers)
+    assert applied.annotations == pulled.annotations  # the same records, in the same order
+    # then every other annotation deleted: as a pull after the deletions
+    gone = {a["id"] for t in tasks.values() for a in t["annotations"][::2]}
+    for t in tasks.values():
+        t["annotations"] = [a for a in t["annotations"] if a["id"] not in gone]
+    assert applied.without_annotations(gone).annotations == parse_tasks(
+        tasks.values(), config, workers=workers).annotations
+    assert applied.tasks == before.tasks and applied.watermark == before.watermark
+    # a payload for a task the snapshot does not hold, or by an annotator it does not know: a pull
+    assert before.with_annotations([annotation(1, region("sentiment", "choices", {"choices": ["neg"]}),
+                                               ident=9999, task=99)]) is None
+    if before.tasks:
+        some = next(iter(before.tasks))
+        assert before.with_annotations([annotation(7, region("sentiment", "choices", {"choices": ["neg"]}),
+                                                   ident=9998, task=some)]) is None
+
+
+def test_recorded_webhook_payloads_apply_like_a_pull():
+    recorded = json.loads((FIXTURES / "webhook_payloads.json").read_text())["payloads"]
+    created, updated, deleted = recorded
+    assert [p["action"] for p in recorded] == ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
+    config = parse_label_config(created["project"]["label_config"])
+    task_id, worker = created["task"]["id"], created["annotation"]["completed_by"]
+    choice = lambda c: region("label", "choices", {"choices": [c]})  # noqa: E731
+    others = [annotation(2, choice("positive"), ident=1), annotation(3, choice("positive"), ident=2)]
+    snapshot = parse_tasks([{"id": task_id, "data": created["task"]["data"], "annotations": others}], config,
+                           workers={w: WorkerInfo(w) for w in (2, 3, worker)})
+    after_create = snapshot.with_annotations([created["annotation"]])
+    after_update = after_create.with_annotations([updated["annotation"]])
+    answers = lambda p: {a.worker: a.answers["label"] for a in p.annotations}  # noqa: E731
+    assert answers(after_create) == {2: "positive", 3: "positive", worker: "negative"}
+    assert answers(after_update) == {2: "positive", 3: "positive", worker: "neutral"}
+    # an older save arriving late leaves the later one in place
+    assert answers(after_update.with_annotations([created["annotation"]])) == answers(after_update)
+    # what a payload cannot decide alone
+    cancelled = {**updated["annotation"], "was_cancelled": True}
+    marked = {**updated["annotation"], "ground_truth": True}
+    empty = {**updated["annotation"], "result": []}
+    second = {**updated["annotation"], "id": 999}
+    for body in (cancelled, marked, empty, second):
+        assert after_create.with_annotations([body]) is None, body
+    older = parse_tasks([{"id": task_id, "data": {}, "annotations": [
+        annotation(2, choice("positive"), ident=1), annotation(2, choice("neutral"), ident=5)]}], config,
+        workers={2: WorkerInfo(2), worker: WorkerInfo(worker)})
+    assert older.skipped and older.with_annotations([created["annotation"]]) is None
+    # the delete webhook names ids only: the annotation goes, the others stay
+    after_delete = after_update.without_annotations(a["id"] for a in deleted["annotations"])
+    assert answers(after_delete) == {2: "positive", 3: "positive"}
+    assert after_delete.without_annotations([12345]) is after_delete  # never kept: nothing to do
+    assert older.without_annotations([1]) is None
+    gold = parse_tasks([{"id": task_id, "data": {}, "annotations": [
+        annotation(2, choice("positive"), ident=1, ground_truth=True), annotation(3, choice("neutral"), ident=2)]}],
+        config, workers={2: WorkerInfo(2), 3: WorkerInfo(3)})
+    assert gold.without_annotations([2]) is None and gold.with_annotations([created["annotation"]]) is None
