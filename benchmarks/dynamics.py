@@ -18,9 +18,12 @@ Three parts:
 
 * **predicted probabilities** -- labelerrors_predprobs (Northcutt et al. 2021) ships no
   inputs, only the authors' out-of-fold predicted probabilities and the MTurk-verified
-  errors: galton trains on ``log p`` as a K-dimensional feature vector, cleanlab runs on the
-  probabilities themselves (its intended use) as well as on LR / 10-NN over the same
-  features. Only items that cleanlab flagged were verified, so this favours cleanlab.
+  errors: galton gets the probabilities as ``pred_probs`` (its method ``given``, and the
+  combined ranking's second view) and trains its own models on ``log p`` as a
+  K-dimensional feature vector; cleanlab runs on the probabilities themselves (its
+  intended use) as well as on LR / 10-NN over the same features. Only items that
+  confident learning flagged from these probabilities were verified, so this favours
+  cleanlab-like scores (and margins: cleanlab's default pruning ranks by the margin).
 
 The two label-only sets (cifar10n_labels_only, sp_mturk_labels_only) hold no features and
 no predictions: a feature-based detector has nothing to train on (they serve the consensus
@@ -230,7 +233,8 @@ def real_part(root: Path, quick: bool, epochs: int, save=None) -> list[dict[str,
     results = []
     for name, x, noisy, errors, given_probs in all_sets(root, quick):
         t0 = time.perf_counter()
-        report = find_mislabeled(x, noisy, epochs=epochs, random_state=0)
+        # the pred-probs sets: the probabilities as given (method "given"), log p as features
+        report = find_mislabeled(x, noisy, pred_probs=given_probs, epochs=epochs, random_state=0)
         seconds = time.perf_counter() - t0
         rows = {m: ranking_metrics(errors, report.scores[m], report.flags.get(m)) for m in report.scores}
         rows.update(cleanlab_rows(x, noisy, errors))
@@ -355,10 +359,11 @@ def render_markdown(result: dict[str, Any]) -> str:
             cleanlab = {m: r["auroc"] for m, r in e["rows"].items() if m.startswith("cleanlab")}
             best_g, best_c = max(galton, key=galton.get), max(cleanlab, key=cleanlab.get)
             gap = galton["combined"] - galton[e["best_single"]]
+            # four decimals: the goals compare unrounded values, and some sets differ in the fourth
             lines.append(
-                f"| {e['set']} | {e['n_errors']} | {e.get('epochs_used', '-')} | {galton[best_g]:.3f} ({best_g}) | "
-                f"{galton['combined']:.3f} ({gap:+.3f} vs {e['best_single']}) | "
-                f"{cleanlab[best_c]:.3f} ({best_c[9:]}) | "
+                f"| {e['set']} | {e['n_errors']} | {e.get('epochs_used', '-')} | {galton[best_g]:.4f} ({best_g}) | "
+                f"{galton['combined']:.4f} ({gap:+.4f} vs {e['best_single']}) | "
+                f"{cleanlab[best_c]:.4f} ({best_c[9:]}) | "
                 + ("beats" if e["goal_beats_cleanlab"] else "**below**")
                 + " cleanlab, combined "
                 + ("ok" if e["goal_combined_within"] else "**low**")
@@ -375,6 +380,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             "ncv",
             "influence",
             "noise_classifier",
+            "given",
             "combined",
             "cleanlab LR",
             "cleanlab kNN",
@@ -402,6 +408,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             "forgetting",
             "ncv",
             "noise_classifier",
+            "given",
             "combined",
             "cleanlab LR",
             "cleanlab kNN",

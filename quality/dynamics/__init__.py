@@ -3,8 +3,10 @@
 Consensus tells which label the raters meant; training dynamics tell which labels a
 model cannot reconcile with the rest of the data. :func:`find_mislabeled` trains a
 small torch head over item features and scores every item with Data Maps, AUM,
-forgetting events, (I)NCV, self-influence and a noise classifier. The scoring
-functions themselves are numpy and take what any training loop recorded.
+forgetting events, (I)NCV, self-influence and a noise classifier; given out-of-fold
+probabilities of the caller's own model (``pred_probs=``) it scores those too, without
+training (:func:`given_scores`). The scoring functions themselves are numpy and take
+what any training loop recorded.
 
 Importing this package does not import torch: the trainer is loaded by the first call.
 
@@ -13,7 +15,7 @@ Importing this package does not import torch: the trainer is loaded by the first
 [-2.0, 1.0]
 """
 
-from ._api import ALL_METHODS, DEFAULT_COMBINE, DEFAULT_METHODS, find_mislabeled, threshold_plan
+from ._api import ALL_METHODS, DEFAULT_COMBINE, DEFAULT_METHODS, GIVEN, find_mislabeled, threshold_plan
 from ._features import (
     cached_features,
     content_key,
@@ -26,13 +28,17 @@ from ._features import (
 from ._plots import plot_aum_histogram, plot_data_map
 from ._report import MislabeledReport
 from ._scores import (
+    GIVEN_SCORES,
     DataMap,
     ForgettingCounts,
+    GivenScores,
     area_under_margin,
     aum_threshold,
+    check_pred_probs,
     data_map,
     fit_noise_classifier,
     forgetting_events,
+    given_scores,
     rank_average,
     self_influence,
 )
@@ -41,17 +47,22 @@ __all__ = [
     "ALL_METHODS",
     "DEFAULT_COMBINE",
     "DEFAULT_METHODS",
+    "GIVEN",
+    "GIVEN_SCORES",
     "DataMap",
     "ForgettingCounts",
+    "GivenScores",
     "MislabeledReport",
     "area_under_margin",
     "aum_threshold",
     "cached_features",
+    "check_pred_probs",
     "content_key",
     "data_map",
     "find_mislabeled",
     "fit_noise_classifier",
     "forgetting_events",
+    "given_scores",
     "npy_features",
     "plot_aum_histogram",
     "plot_data_map",

@@ -14,35 +14,55 @@ from .._common import RandomState, as_generator, check_features, check_positive
 from .._errors import InputError, StatisticsWarning, describe_examples
 from ._report import MislabeledReport
 from ._scores import (
+    GIVEN_SCORES,
     aum_threshold,
+    check_pred_probs,
     data_map,
     fit_noise_classifier,
     forgetting_events,
+    given_scores,
     rank_average,
     self_influence,
 )
 
-__all__ = ["ALL_METHODS", "DEFAULT_COMBINE", "DEFAULT_METHODS", "find_mislabeled"]
+__all__ = ["ALL_METHODS", "DEFAULT_COMBINE", "DEFAULT_METHODS", "GIVEN", "find_mislabeled"]
 
+#: the methods that train a model on the features
 ALL_METHODS = ("datamaps", "aum", "forgetting", "ncv", "incv", "influence", "noise_classifier")
 DEFAULT_METHODS = ("datamaps", "aum", "forgetting", "ncv", "influence", "noise_classifier")
-#: the combined ranking averages the ranks of these scores (those that ran)
+#: the method that scores the caller's own predicted probabilities (``pred_probs=``)
+GIVEN = "given"
+#: the combined ranking averages the ranks of these scores (those that ran); with
+#: ``pred_probs`` the given score joins them as a second view of equal weight
 DEFAULT_COMBINE = ("aum", "ncv")
 _MIN_EPOCHS = 3  # the fewest epochs early stopping keeps: variability and forgetting need several
 _DYNAMICS = {"datamaps", "aum", "forgetting", "influence", "noise_classifier"}
 
 
-def _check_inputs(features: ArrayLike, labels: ArrayLike, n_classes: int | None):
-    x = check_features(features, None)
+def _check_inputs(features: ArrayLike | None, labels: ArrayLike, n_classes: int | None, pred_probs: ArrayLike | None):
+    if features is None and pred_probs is None:
+        raise InputError(
+            "find_mislabeled needs features (n_items, n_features) to train on, "
+            "pred_probs (n_items, n_classes) to score, or both"
+        )
     y = np.asarray(labels)
-    if y.shape != (x.shape[0],):
-        raise InputError(f"labels must have shape (n_items,) = ({x.shape[0]},), got {y.shape}")
+    x = None
+    if features is not None:
+        x = check_features(features, None)
+        if y.shape != (x.shape[0],):
+            raise InputError(f"labels must have shape (n_items,) = ({x.shape[0]},), got {y.shape}")
+    elif y.ndim != 1:
+        raise InputError(f"labels must have shape (n_items,), got {y.shape}")
     if y.size and not np.issubdtype(y.dtype, np.integer):
         raise InputError(f"labels must be integer class codes, got dtype {y.dtype}")
-    if x.shape[0] < 4:
-        raise InputError(f"need at least 4 items to find mislabeled ones, got {x.shape[0]}")
+    if y.shape[0] < 4:
+        raise InputError(f"need at least 4 items to find mislabeled ones, got {y.shape[0]}")
+    probs = None if pred_probs is None else check_pred_probs(pred_probs, y, n_classes)
     y = y.astype(np.int64)
-    k = int(y.max()) + 1 if n_classes is None else int(n_classes)
+    if probs is not None:
+        k = probs.shape[1]
+    else:
+        k = int(y.max()) + 1 if n_classes is None else int(n_classes)
     bad = np.flatnonzero((y < 0) | (y >= k))
     if bad.size:
         raise InputError(
@@ -51,7 +71,52 @@ def _check_inputs(features: ArrayLike, labels: ArrayLike, n_classes: int | None)
         )
     if k < 2:
         raise InputError("labels hold a single class: there is nothing to tell apart")
-    return x, y, k
+    return x, y, k, probs
+
+
+def _resolve_methods(methods: Sequence[str] | None, has_features: bool, has_probs: bool) -> tuple[str, ...]:
+    """The methods to run: the defaults that the inputs allow, or the caller's (checked)."""
+    if methods is None:
+        chosen = (DEFAULT_METHODS if has_features else ()) + ((GIVEN,) if has_probs else ())
+    else:
+        chosen = (methods,) if isinstance(methods, str) else tuple(dict.fromkeys(methods))
+        unknown = [m for m in chosen if m not in ALL_METHODS and m != GIVEN]
+        if unknown or not chosen:
+            raise InputError(f"unknown methods {unknown}; choose from {[*ALL_METHODS, GIVEN]}")
+        if has_probs and GIVEN not in chosen:
+            chosen += (GIVEN,)
+    if GIVEN in chosen and not has_probs:
+        raise InputError(
+            "method 'given' scores predicted probabilities you pass: give pred_probs= (n_items, n_classes) "
+            "out-of-fold probabilities, or drop 'given' from methods"
+        )
+    trained = [m for m in chosen if m != GIVEN]
+    if trained and not has_features:
+        raise InputError(
+            f"methods {trained} train a model on features, but features is None: pass features "
+            "(n_items, n_features), or methods=('given',) to score pred_probs alone"
+        )
+    return chosen
+
+
+def _combine(
+    scores: dict[str, NDArray[np.float64]], flags: dict[str, NDArray[np.bool_]], used: list[str]
+) -> tuple[NDArray[np.float64], NDArray[np.bool_] | None]:
+    """The combined score and flag of the ``used`` members (see ``find_mislabeled``)."""
+    trained = [m for m in used if m != GIVEN]
+    views = [rank_average([scores[m] for m in trained])] if trained else []
+    if GIVEN in used:
+        views.append(rank_average([scores[GIVEN]]))
+    combined = views[0] if len(views) == 1 else (views[0] + views[1]) / 2.0
+    voters = [m for m in trained if m in flags]
+    if GIVEN in used and voters:
+        # two views of equal weight: the given flag holds half, the trained voters share the other half
+        votes = len(voters) * flags[GIVEN].astype(np.int64) + np.sum([flags[m] for m in voters], axis=0)
+        return combined, votes > len(voters)
+    voters = [m for m in used if m in flags]
+    if not voters:
+        return combined, None
+    return combined, 2 * np.sum([flags[m] for m in voters], axis=0) > len(voters)
 
 
 def _standardise(x: NDArray[np.float64], mode) -> NDArray[np.float32]:
@@ -63,11 +128,13 @@ def _standardise(x: NDArray[np.float64], mode) -> NDArray[np.float32]:
 
 
 def find_mislabeled(
-    features: ArrayLike,
+    features: ArrayLike | None,
     labels: ArrayLike,
     *,
-    methods: Sequence[str] = DEFAULT_METHODS,
-    combine: Sequence[str] = DEFAULT_COMBINE,
+    pred_probs: ArrayLike | None = None,
+    given_score: str = "margin",
+    methods: Sequence[str] | None = None,
+    combine: Sequence[str] | None = None,
     n_classes: int | None = None,
     epochs: int = 20,
     hidden_sizes: Sequence[int] = (128,),
@@ -87,6 +154,10 @@ def find_mislabeled(
     random_state: RandomState = 0,
 ) -> MislabeledReport:
     """Rank and flag items whose label a model trained on the rest cannot reconcile.
+
+    Two inputs, either or both: ``features`` for galton to train its own models on, and
+    ``pred_probs``, out-of-fold probabilities of the caller's own model, scored directly
+    as the method ``given``.
 
     A small head (linear with ``hidden_sizes=()``, else an MLP with ReLU) is trained on
     ``(features, labels)`` with Adam and mean cross-entropy; the training forward pass
@@ -119,14 +190,26 @@ def find_mislabeled(
       a selected clean set ``S`` and removes the ``incv_remove_ratio * |S_new|`` highest-loss
       disagreeing items each round. Score: tier (0 selected, 1 still candidate, 2 removed)
       plus ``loss / (1 + loss)`` of its last held-out evaluation; flag: not selected.
+    * ``given`` (with ``pred_probs``; :func:`given_scores`): the normalised margin
+      ``(1 + max_{k != y} p_k - p_y) / 2`` of the given probabilities (``given_score=
+      "self_confidence"``: ``1 - p_y``). Flag, in the spirit of confident learning
+      (Northcutt et al., JAIR 2021): per-class thresholds ``t_k = mean p_k`` over the items
+      labelled ``k``; flagged when the likeliest class with ``p_k >= t_k`` exists and is not
+      the label. Needs no training: with ``features=None`` it is the only method.
     * ``combined``: the mean normalised rank of the ``combine`` scores that ran. By default
       AUM and NCV: one in-sample view (how the label fares while the model learns it) and
       one held-out view (what a model that never saw the item predicts), which err on
-      different items (within 0.006 AUROC of the best single score on every set of
-      ``benchmarks/results/dynamics.md``). Averaging in Data Maps and the noise classifier
+      different items (within 0.006 AUROC of the best single score on every feature set of
+      ``benchmarks/results/dynamics.md``, and within 0.008 with the given view on its
+      pred-probs sets). Averaging in Data Maps and the noise classifier
       too, both functions of the same label probabilities as AUM, weighted that one view
       three times. Its flag: a strict majority of the flag rules of those scores (both, for
-      two).
+      two). With ``pred_probs`` the given score joins by default as a second view of equal
+      weight, the caller's model against galton's: ``combined = (rank(given) +
+      rank_average(aum, ncv)) / 2``, and its flag needs more than half the weight: the given
+      flag and at least one of the trained members' flags (the trained voters share their
+      half equally). Averaging the given rank as a third equal member let the two trained
+      views, weaker on the pred-probs sets of the benchmark, outvote it.
 
     Early stopping (``early_stopping=True``, the default): the NCV folds run first, each
     evaluating its held-out fold after every epoch and stopping after ``patience`` epochs
@@ -142,16 +225,28 @@ def find_mislabeled(
 
     Parameters
     ----------
-    features : array of float, shape (n_items, n_features)
-        Standardised per column first unless ``standardise=False``.
+    features : array of float, shape (n_items, n_features), or None
+        Standardised per column first unless ``standardise=False``. None: only ``given``
+        runs (``pred_probs`` is then required); no model is trained and torch is not loaded.
     labels : array of int, shape (n_items,)
         The labels to audit (consensus or single labels), codes in ``[0, n_classes)``.
-    methods : sequence of str
-        Any of ``ALL_METHODS``.
-    combine : sequence of str
-        Scores the combined ranking averages (those not run are skipped).
+    pred_probs : array of float, shape (n_items, n_classes), optional
+        Keyword-only. Predicted probabilities of your own model, one row per item in the
+        order of ``labels``, rows summing to 1, and **out-of-fold**: each row from a model
+        that did not train on that item (cross-validation), else it has fitted the wrong
+        labels too. Adds the method ``given``; the other methods are unaffected (same
+        ``random_state``, same scores).
+    given_score : {"margin", "self_confidence"}
+        What ``given`` ranks by (see :func:`given_scores`).
+    methods : sequence of str, optional
+        Any of ``ALL_METHODS`` and ``"given"``. Default: ``DEFAULT_METHODS`` when there are
+        features, plus ``"given"`` when there are ``pred_probs`` (which always add it).
+    combine : sequence of str, optional
+        Scores the combined ranking averages (those not run are skipped); default
+        ``DEFAULT_COMBINE`` plus ``"given"`` when it runs. ``("given",)`` ranks by the given
+        probabilities alone.
     n_classes : int, optional
-        Default ``labels.max() + 1``.
+        Default ``pred_probs.shape[1]``, else ``labels.max() + 1``.
     epochs, hidden_sizes, batch_size, learning_rate, weight_decay
         The head and its training (Adam); ``epochs`` is the maximum when early stopping.
         ``batch_size=None`` picks about 100 steps per epoch (32 to 512). ``weight_decay``
@@ -183,7 +278,10 @@ def find_mislabeled(
     Raises
     ------
     InputError
-        Bad shapes, non-finite features, labels outside ``[0, n_classes)``, unknown methods.
+        Bad shapes, non-finite features, labels outside ``[0, n_classes)``, unknown methods;
+        neither features nor ``pred_probs``; ``pred_probs`` of the wrong shape, with
+        ``n_classes`` columns missing, negative or non-finite, or rows not summing to 1
+        (logits); ``"given"`` without ``pred_probs``; trained methods without features.
 
     Warns
     -----
@@ -206,16 +304,23 @@ def find_mislabeled(
     >>> report = find_mislabeled(x, y, epochs=5, methods=("datamaps",), random_state=0)
     >>> sorted(report.ranking("datamaps")[:5].tolist())
     [0, 1, 2, 3, 4]
+
+    Given out-of-fold probabilities alone (numpy only, no training):
+
+    >>> p = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9], [0.95, 0.05]])
+    >>> report = find_mislabeled(None, [0, 0, 1, 1, 1], pred_probs=p)
+    >>> report.methods, int(report.ranking()[0]), report.flags["given"].tolist()
+    (('given', 'combined'), 4, [False, False, False, False, True])
     """
-    x, y, n_cls = _check_inputs(features, labels, n_classes)
-    methods = tuple(dict.fromkeys(methods))
-    unknown = [m for m in methods if m not in ALL_METHODS]
-    if unknown or not methods:
-        raise InputError(f"unknown methods {unknown}; choose from {list(ALL_METHODS)}")
+    x, y, n_cls, probs = _check_inputs(features, labels, n_classes, pred_probs)
+    methods = _resolve_methods(methods, x is not None, probs is not None)
+    if given_score not in GIVEN_SCORES:
+        raise InputError(f"given_score must be one of {list(GIVEN_SCORES)}, got {given_score!r}")
+    n = y.shape[0]
     check_positive("epochs", epochs, integer=True)
     check_positive("patience", patience, integer=True)
     if batch_size is None:
-        batch_size = auto_batch_size(x.shape[0])
+        batch_size = auto_batch_size(n)
     check_positive("batch_size", batch_size, integer=True)
     check_positive("learning_rate", learning_rate)
     check_positive("weight_decay", weight_decay, allow_zero=True)
@@ -236,20 +341,8 @@ def find_mislabeled(
             stacklevel=2,
         )
 
-    from . import _trainer  # torch, lazily
-
     rng = as_generator(random_state)
-    xs = _standardise(x, standardise)
-    n = xs.shape[0]
-    device_ = _trainer.resolve_device(device)
-    train = dict(
-        hidden_sizes=hidden_sizes,
-        batch_size=int(batch_size),
-        learning_rate=float(learning_rate),
-        weight_decay=float(weight_decay),
-        device=device_,
-    )
-    meta: dict[str, Any] = {"device": str(device_), "n_threads": n_threads, "seconds": {}, "epoch_seconds": {}}
+    meta: dict[str, Any] = {"device": None, "n_threads": n_threads, "seconds": {}, "epoch_seconds": {}}
     scores: dict[str, NDArray[np.float64]] = {}
     flags: dict[str, NDArray[np.bool_]] = {}
     nan = np.full(n, np.nan)
@@ -260,66 +353,94 @@ def find_mislabeled(
     n_forgotten = np.zeros(n, dtype=np.int64)
     never = np.zeros(n, dtype=bool)
     oof = np.zeros((0, n_cls))
+    meta["epochs_used"] = 0
 
-    with _trainer.torch_settings(n_threads):
-        run_epochs = int(epochs)
-        if "ncv" in methods or early_stopping:
-            t0 = time.perf_counter()
-            oof_epochs = _noisy_cross_validation(
-                xs, y, n_cls, n_folds, rng, epochs, train, patience=patience if early_stopping else None
-            )
-            held_loss = -np.log(np.clip(oof_epochs[:, np.arange(n), y], 1e-12, None)).mean(axis=1)
-            meta["held_out_loss"] = held_loss.tolist()
-            if early_stopping:
-                run_epochs = max(int(np.argmin(held_loss)) + 1, min(_MIN_EPOCHS, int(epochs)))
-            # a fold that stopped (patience) before _MIN_EPOCHS has no later predictions: its last
-            oof = oof_epochs[min(run_epochs, oof_epochs.shape[0]) - 1].astype(np.float64)
-            oof /= oof.sum(axis=1, keepdims=True)
-            meta["seconds"]["ncv"] = time.perf_counter() - t0
-            if "ncv" in methods:
-                scores["ncv"] = 1.0 - oof[np.arange(n), y]
-                flags["ncv"] = oof.argmax(axis=1) != y
-        meta["epochs_used"] = run_epochs
-        if _DYNAMICS & set(methods):
-            t0 = time.perf_counter()
-            per_item = _dynamics_runs(xs, y, n_cls, methods, rng, run_epochs, flip_share, damping, train, meta)
-            meta["seconds"]["dynamics"] = time.perf_counter() - t0
-            coords.update({k: per_item[k] for k in coords})
-            region = per_item["region"]
-            if "datamaps" in methods:
-                scores["datamaps"] = 1.0 - per_item["confidence"]
-                flags["datamaps"] = (per_item["confidence"] < 0.5) & (per_item["correctness"] < 0.5)
-            if "aum" in methods:
-                aum_values = per_item["aum"]
-                thresholds = per_item["aum_thresholds"]
-                scores["aum"] = -aum_values
-                flags["aum"] = per_item["aum_flag"]
-            if "forgetting" in methods:
-                scores["forgetting"] = per_item["forgetting"]
-                flags["forgetting"] = per_item["never_learned"]
-            n_forgotten = per_item["n_forgotten"]
-            never = per_item["never_learned"]
-            if "influence" in methods:
-                scores["influence"] = per_item["influence"]
-            if "noise_classifier" in methods:
-                scores["noise_classifier"] = per_item["noise_classifier"]
-                flags["noise_classifier"] = per_item["noise_classifier"] > 0.5
-        if "incv" in methods:
-            t0 = time.perf_counter()
-            scores["incv"], flags["incv"] = _incv(
-                xs, y, n_cls, incv_iterations, incv_remove_ratio, rng, run_epochs, train
-            )
-            meta["seconds"]["incv"] = time.perf_counter() - t0
+    if x is not None and any(m != GIVEN for m in methods):
+        from . import _trainer  # torch, lazily
 
-    used = [m for m in combine if m in scores] or list(scores)
-    scores["combined"] = rank_average([scores[m] for m in used])
-    voters = [m for m in used if m in flags]
-    if voters:
-        flags["combined"] = 2 * np.sum([flags[m] for m in voters], axis=0) > len(voters)
+        xs = _standardise(x, standardise)
+        device_ = _trainer.resolve_device(device)
+        meta["device"] = str(device_)
+        train = dict(
+            hidden_sizes=hidden_sizes,
+            batch_size=int(batch_size),
+            learning_rate=float(learning_rate),
+            weight_decay=float(weight_decay),
+            device=device_,
+        )
+        with _trainer.torch_settings(n_threads):
+            run_epochs = int(epochs)
+            if "ncv" in methods or early_stopping:
+                t0 = time.perf_counter()
+                oof_epochs = _noisy_cross_validation(
+                    xs, y, n_cls, n_folds, rng, epochs, train, patience=patience if early_stopping else None
+                )
+                held_loss = -np.log(np.clip(oof_epochs[:, np.arange(n), y], 1e-12, None)).mean(axis=1)
+                meta["held_out_loss"] = held_loss.tolist()
+                if early_stopping:
+                    run_epochs = max(int(np.argmin(held_loss)) + 1, min(_MIN_EPOCHS, int(epochs)))
+                # a fold that stopped (patience) before _MIN_EPOCHS has no later predictions: its last
+                oof = oof_epochs[min(run_epochs, oof_epochs.shape[0]) - 1].astype(np.float64)
+                oof /= oof.sum(axis=1, keepdims=True)
+                meta["seconds"]["ncv"] = time.perf_counter() - t0
+                if "ncv" in methods:
+                    scores["ncv"] = 1.0 - oof[np.arange(n), y]
+                    flags["ncv"] = oof.argmax(axis=1) != y
+            meta["epochs_used"] = run_epochs
+            if _DYNAMICS & set(methods):
+                t0 = time.perf_counter()
+                per_item = _dynamics_runs(xs, y, n_cls, methods, rng, run_epochs, flip_share, damping, train, meta)
+                meta["seconds"]["dynamics"] = time.perf_counter() - t0
+                coords.update({k: per_item[k] for k in coords})
+                region = per_item["region"]
+                if "datamaps" in methods:
+                    scores["datamaps"] = 1.0 - per_item["confidence"]
+                    flags["datamaps"] = (per_item["confidence"] < 0.5) & (per_item["correctness"] < 0.5)
+                if "aum" in methods:
+                    aum_values = per_item["aum"]
+                    thresholds = per_item["aum_thresholds"]
+                    scores["aum"] = -aum_values
+                    flags["aum"] = per_item["aum_flag"]
+                if "forgetting" in methods:
+                    scores["forgetting"] = per_item["forgetting"]
+                    flags["forgetting"] = per_item["never_learned"]
+                n_forgotten = per_item["n_forgotten"]
+                never = per_item["never_learned"]
+                if "influence" in methods:
+                    scores["influence"] = per_item["influence"]
+                if "noise_classifier" in methods:
+                    scores["noise_classifier"] = per_item["noise_classifier"]
+                    flags["noise_classifier"] = per_item["noise_classifier"] > 0.5
+            if "incv" in methods:
+                t0 = time.perf_counter()
+                scores["incv"], flags["incv"] = _incv(
+                    xs, y, n_cls, incv_iterations, incv_remove_ratio, rng, run_epochs, train
+                )
+                meta["seconds"]["incv"] = time.perf_counter() - t0
+
+    if GIVEN in methods and probs is not None:  # _resolve_methods: "given" comes with pred_probs
+        t0 = time.perf_counter()
+        given = given_scores(probs, y, score=given_score)
+        scores[GIVEN] = given.score
+        flags[GIVEN] = given.flags
+        meta["given_thresholds"] = [None if np.isnan(t) else float(t) for t in given.thresholds]
+        meta["seconds"][GIVEN] = time.perf_counter() - t0
+
+    if combine is None:
+        members = (*DEFAULT_COMBINE, GIVEN)
+    else:
+        members = (combine,) if isinstance(combine, str) else tuple(combine)
+    used = [m for m in members if m in scores] or list(scores)
+    scores["combined"], combined_flags = _combine(scores, flags, used)
+    if combined_flags is not None:
+        flags["combined"] = combined_flags
     meta["combined_from"] = used
+
     params = {
         "methods": list(methods),
-        "combine": list(combine),
+        "combine": list(members),
+        "pred_probs": probs is not None,
+        "given_score": given_score,
         "n_classes": n_cls,
         "epochs": int(epochs),
         "hidden_sizes": list(hidden_sizes),

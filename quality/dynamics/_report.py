@@ -29,8 +29,9 @@ class MislabeledReport:
     ----------
     scores : mapping of str to ndarray of float64, shape (n_items,)
         One score per method run (``"datamaps"``, ``"aum"``, ``"forgetting"``, ``"ncv"``,
-        ``"incv"``, ``"influence"``, ``"noise_classifier"``) and ``"combined"``; higher
-        means more likely mislabeled. Only ranks matter across methods.
+        ``"incv"``, ``"influence"``, ``"noise_classifier"``, ``"given"`` for given
+        probabilities) and ``"combined"``; higher means more likely mislabeled. Only ranks
+        matter across methods.
     flags : mapping of str to ndarray of bool, shape (n_items,)
         The method's own flag rule, for methods that have one (see ``find_mislabeled``).
     confidence, variability, correctness : ndarray of float64, shape (n_items,)
@@ -52,7 +53,9 @@ class MislabeledReport:
     metadata : mapping
         Run facts: device, threads, seconds per phase and per epoch, training accuracy,
         ``held_out_loss`` (mean held-out cross-entropy of the NCV folds after each epoch),
-        ``epochs_used`` (the epochs every dynamics run trained) and ``combined_from``.
+        ``epochs_used`` (the epochs every dynamics run trained; 0 when nothing trained),
+        ``given_thresholds`` (the per-class thresholds of ``given``, None for a class no
+        item carries) and ``combined_from``.
 
     Every array is read-only.
     """

@@ -12,19 +12,28 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._errors import InputError
+from .._errors import InputError, describe_examples
 
 __all__ = [
+    "GIVEN_SCORES",
     "DataMap",
     "ForgettingCounts",
+    "GivenScores",
     "area_under_margin",
     "aum_threshold",
+    "check_pred_probs",
     "data_map",
     "fit_noise_classifier",
     "forgetting_events",
+    "given_scores",
     "rank_average",
     "self_influence",
 ]
+
+#: the scores :func:`given_scores` can rank by
+GIVEN_SCORES = ("margin", "self_confidence")
+#: how far a row of given probabilities may sum from 1 (float32 softmax rows stay within 1e-6)
+_ROW_SUM_TOL = 1e-3
 
 
 def _as_epochs_by_items(name: str, values: ArrayLike, dtype: type = np.float64) -> NDArray:
@@ -347,3 +356,174 @@ def rank_average(scores: list[NDArray[np.float64]]) -> NDArray[np.float64]:
         raise InputError("rank_average needs at least one score")
     n = scores[0].shape[0]
     return np.mean([rankdata(s) / max(n, 1) for s in scores], axis=0)
+
+
+def check_pred_probs(pred_probs: ArrayLike, labels: ArrayLike, n_classes: int | None = None) -> NDArray[np.float64]:
+    """Validate given predicted probabilities against the labels; a float64 copy, rows renormalised.
+
+    Parameters
+    ----------
+    pred_probs : array of float, shape (n_items, n_classes)
+        One row of probabilities per item, in the order of ``labels``; rows sum to 1
+        (within 1e-3; they are divided by their sum afterwards).
+    labels : array of int, shape (n_items,)
+        Codes in ``[0, n_classes)``.
+    n_classes : int, optional
+        When given, the number of columns ``pred_probs`` must have.
+
+    Raises
+    ------
+    InputError
+        Wrong shape, a column count other than ``n_classes``, fewer than 2 columns,
+        non-finite or negative entries, rows that do not sum to 1 (logits or scores
+        instead of probabilities), labels outside ``[0, n_classes)``. The message names
+        the first offending items and says how to fix them.
+    """
+    y = np.asarray(labels)
+    p = np.asarray(pred_probs)
+    n = y.shape[0] if y.ndim == 1 else -1
+    if p.ndim != 2 or p.shape[0] != n:
+        raise InputError(
+            f"pred_probs must have shape (n_items, n_classes) = ({n}, n_classes), got {p.shape}: "
+            "pass one row of predicted probabilities per item, in the order of labels"
+        )
+    if not np.issubdtype(p.dtype, np.number):
+        raise InputError(f"pred_probs must be numbers, got dtype {p.dtype}")
+    if n_classes is not None and p.shape[1] != n_classes:
+        raise InputError(
+            f"pred_probs has {p.shape[1]} columns but n_classes is {n_classes}: "
+            "give one column per class, in the order of the class codes"
+        )
+    if p.shape[1] < 2:
+        raise InputError(f"pred_probs needs a column per class and at least 2 classes, got {p.shape[1]} column(s)")
+    p = p.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(p).all(axis=1))
+    if bad.size:
+        raise InputError(
+            f"{bad.size} items have NaN or infinite pred_probs (items {describe_examples(bad.tolist())}); "
+            "predict them again or drop them"
+        )
+    bad = np.flatnonzero((p < 0).any(axis=1))
+    if bad.size:
+        raise InputError(
+            f"{bad.size} items have negative pred_probs (items {describe_examples(bad.tolist())}): "
+            "these look like logits; pass scipy.special.softmax(logits, axis=1)"
+        )
+    sums = p.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > _ROW_SUM_TOL)
+    if bad.size:
+        shown = ", ".join(f"{sums[i]:.4g}" for i in bad[:3])
+        raise InputError(
+            f"rows of pred_probs must sum to 1: {bad.size} do not (items {describe_examples(bad.tolist())}; "
+            f"sums {shown}); pass probabilities (softmax of logits), or divide each row by its sum"
+        )
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        raise InputError(f"labels must be integer class codes, got dtype {y.dtype}")
+    bad = np.flatnonzero((y < 0) | (y >= p.shape[1]))
+    if bad.size:
+        raise InputError(
+            f"{bad.size} labels are outside [0, {p.shape[1]}), the columns of pred_probs "
+            f"(items {describe_examples(bad.tolist())}); encode classes as 0..n_classes-1"
+        )
+    return p / sums[:, None]
+
+
+@dataclass(frozen=True)
+class GivenScores:
+    """Scores and flags of given out-of-fold probabilities (see :func:`given_scores`).
+
+    Attributes
+    ----------
+    score : ndarray of float64, shape (n_items,)
+        Higher means more likely mislabeled, in [0, 1].
+    flags : ndarray of bool, shape (n_items,)
+        Items whose confident class exists and differs from their label.
+    thresholds : ndarray of float64, shape (n_classes,)
+        ``t_k``, the mean probability of class ``k`` over the items labelled ``k``
+        (NaN for a class no item carries).
+    confident_class : ndarray of int64, shape (n_items,)
+        The most probable class ``k`` with ``p_k >= t_k``; -1 when no class reaches its threshold.
+    """
+
+    score: NDArray[np.float64]
+    flags: NDArray[np.bool_]
+    thresholds: NDArray[np.float64]
+    confident_class: NDArray[np.int64]
+
+
+def given_scores(pred_probs: ArrayLike, labels: ArrayLike, *, score: str = "margin") -> GivenScores:
+    """Rank and flag items by predicted probabilities a model gave without seeing them.
+
+    ``pred_probs`` must be out-of-fold (each row predicted by a model not trained on that
+    item): an in-sample model has fitted the wrong labels too. For item ``i`` with label
+    ``y`` and probabilities ``p``:
+
+    * ``score="margin"`` (the default): the normalised margin
+      ``(1 + max_{k != y} p_k - p_y) / 2``. It is high when another class is both likely and
+      likelier than the label, so it separates confusions between two classes (the errors
+      raters make between similar classes) from items the model is merely unsure about.
+    * ``score="self_confidence"``: ``1 - p_y``, the probability the model takes from the label.
+
+    Both are label-quality scores of Kuan & Mueller ("Model-agnostic label quality scoring
+    to detect real-world label errors", ICML DataPerf workshop, 2022); for two classes they
+    rank alike.
+
+    Flag rule, in the spirit of confident learning (Northcutt, Jiang & Chuang, JAIR 2021):
+    a per-class threshold ``t_k = mean p_k`` over the items labelled ``k`` (how confident the
+    model is, on average, in its own class ``k``); item ``i`` confidently belongs to the
+    classes with ``p_ik >= t_k`` and its confident class is the likeliest of those. Flagged:
+    items whose confident class exists and is not their label (the off-diagonal of the
+    confident joint). Per-class thresholds let a class the model is seldom sure about
+    still claim items.
+
+    Parameters
+    ----------
+    pred_probs : array of float, shape (n_items, n_classes)
+        Out-of-fold probabilities, rows summing to 1 (see :func:`check_pred_probs`).
+    labels : array of int, shape (n_items,)
+        The labels to audit, codes in ``[0, n_classes)``.
+    score : {"margin", "self_confidence"}
+
+    Returns
+    -------
+    GivenScores
+
+    Raises
+    ------
+    InputError
+        Bad shapes or values (:func:`check_pred_probs`), an unknown ``score``.
+
+    Notes
+    -----
+    Cost ``O(n_items * n_classes)``.
+
+    >>> p = [[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.8, 0.2]]
+    >>> s = given_scores(p, [0, 0, 1, 1])
+    >>> s.score.round(2).tolist(), s.thresholds.round(2).tolist()
+    ([0.1, 0.4, 0.2, 0.8], [0.75, 0.5])
+    >>> s.confident_class.tolist(), s.flags.tolist()     # item 1 reaches no threshold
+    ([0, -1, 1, 0], [False, False, False, True])
+    """
+    if score not in GIVEN_SCORES:
+        raise InputError(f"score must be one of {list(GIVEN_SCORES)}, got {score!r}")
+    p = check_pred_probs(pred_probs, labels)
+    y = np.asarray(labels, dtype=np.int64)
+    n, k = p.shape
+    rows = np.arange(n)
+    p_label = p[rows, y]
+    if score == "margin":
+        others = p.copy()
+        others[rows, y] = -np.inf
+        value = (1.0 + others.max(axis=1) - p_label) / 2.0
+    else:
+        value = 1.0 - p_label
+    counts = np.bincount(y, minlength=k)
+    sums = np.zeros(k)
+    np.add.at(sums, y, p_label)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    # NaN thresholds (classes no item carries) never compare true: nobody confidently belongs there
+    above = np.where(p >= thresholds[None, :], p, -np.inf)
+    confident = np.where(np.isfinite(above.max(axis=1)), above.argmax(axis=1), -1).astype(np.int64)
+    flags = (confident >= 0) & (confident != y)
+    return GivenScores(np.clip(value, 0.0, 1.0), flags, thresholds, confident)

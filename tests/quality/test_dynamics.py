@@ -24,6 +24,7 @@ from galton.quality.dynamics import (
     find_mislabeled,
     fit_noise_classifier,
     forgetting_events,
+    given_scores,
     rank_average,
     self_influence,
     threshold_plan,
@@ -319,6 +320,181 @@ def test_noise_classifier_separates_low_confidence_flips():
     coef, intercept, mean, scale = fit_noise_classifier(flips, kept)
     q = 1 / (1 + np.exp(-(((np.r_[flips, kept] - mean) / scale) @ coef + intercept)))
     assert (q[:50] > 0.5).all() and (q[50:] < 0.5).all()
+
+
+# ---------------------------------------------------------------- given probabilities
+
+
+def test_given_scores_match_a_hand_computation():
+    p = np.array(
+        [
+            [0.7, 0.2, 0.1],  # label 0, kept
+            [0.5, 0.4, 0.1],  # label 0, unsure
+            [0.1, 0.8, 0.1],  # label 1, kept
+            [0.6, 0.3, 0.1],  # label 1, but class 0 is likelier and reaches its threshold
+            [0.2, 0.2, 0.6],  # label 2, kept
+            [0.1, 0.45, 0.45],  # label 2, a tie with class 1
+        ]
+    )
+    y = np.array([0, 0, 1, 1, 2, 2])
+    margin = given_scores(p, y)
+    # (1 + max_{k != y} p_k - p_y) / 2
+    np.testing.assert_allclose(margin.score, [0.25, 0.45, 0.15, 0.65, 0.3, 0.5])
+    np.testing.assert_allclose(given_scores(p, y, score="self_confidence").score, [0.3, 0.5, 0.2, 0.7, 0.4, 0.55])
+    # t_k: the mean p_k over the items labelled k
+    np.testing.assert_allclose(margin.thresholds, [0.6, 0.55, 0.525])
+    # item 1: 0.5 < 0.6 and 0.4 < 0.55, no confident class; item 5: 0.45 < 0.55 and 0.45 < 0.525
+    assert margin.confident_class.tolist() == [0, -1, 1, 0, 2, -1]
+    assert margin.flags.tolist() == [False, False, False, True, False, False]
+
+
+def test_given_thresholds_are_per_class_and_a_missing_class_claims_nobody():
+    # class 1 is never confident (p_1 <= 0.4) but its items still reach its low threshold
+    p = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.65, 0.35, 0.0], [0.6, 0.4, 0.0], [0.62, 0.38, 0.0]])
+    y = np.array([0, 0, 1, 1, 0])
+    s = given_scores(p, y)
+    np.testing.assert_allclose(s.thresholds[:2], [(0.9 + 0.8 + 0.62) / 3, 0.375])
+    assert np.isnan(s.thresholds[2])  # no item is labelled 2: nobody confidently belongs there
+    # item 2: 0.65 < t_0 = 0.773 and 0.35 < t_1, no confident class; item 4 (label 0, p_0 = 0.62 < t_0)
+    # has p_1 = 0.38 >= t_1 = 0.375: its confident class is 1
+    assert s.confident_class.tolist() == [0, 0, -1, 1, 1]
+    assert s.flags.tolist() == [False, False, False, False, True]
+
+
+def planted_probabilities(n_items=300, n_classes=4, n_errors=15, seed=0):
+    """A model's probabilities, at least 0.7 on the true class and 0.99 on the ``n_errors``
+    items whose labels were changed."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, n_classes, n_items)
+    wrong = np.zeros(n_items, dtype=bool)
+    wrong[rng.choice(n_items, n_errors, replace=False)] = True
+    share = np.where(wrong, 0.99, 0.7)[:, None]
+    p = rng.dirichlet(np.ones(n_classes), n_items) * (1 - share)
+    p[np.arange(n_items), truth] += share[:, 0]
+    y = truth.copy()
+    y[wrong] = (truth[wrong] + rng.integers(1, n_classes, n_errors)) % n_classes
+    return p, y, wrong
+
+
+def test_given_flags_are_exactly_the_planted_errors():
+    p, y, wrong = planted_probabilities()
+    s = given_scores(p, y)
+    # an error's true class reaches its threshold (0.99 >= t_k), a kept item's other classes never do
+    np.testing.assert_array_equal(s.flags, wrong)
+    # the margin puts every planted error above every kept label (p_true >= 0.7 > p_label)
+    assert s.score[wrong].min() > s.score[~wrong].max()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(4, 60), st.integers(2, 6), st.integers(0, 2**32 - 1), st.sampled_from(["margin", "self_confidence"]))
+def test_given_scores_invariants(n_items, n_classes, seed, score):
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.full(n_classes, 0.5), n_items)
+    y = rng.integers(0, n_classes, n_items)
+    s = given_scores(p, y, score=score)
+    assert ((s.score >= 0) & (s.score <= 1)).all()
+    assert np.array_equal(s.flags, (s.confident_class >= 0) & (s.confident_class != y))
+    # renaming the classes renames nothing else: same scores and flags, permuted thresholds
+    perm = rng.permutation(n_classes)
+    q = np.empty_like(p)
+    q[:, perm] = p
+    t = given_scores(q, perm[y], score=score)
+    np.testing.assert_allclose(t.score, s.score, atol=1e-12)
+    np.testing.assert_array_equal(t.flags, s.flags)
+    np.testing.assert_allclose(t.thresholds[perm], s.thresholds)
+    # reordering the items reorders the output
+    order = rng.permutation(n_items)
+    u = given_scores(p[order], y[order], score=score)
+    np.testing.assert_allclose(u.score, s.score[order], atol=1e-12)
+    np.testing.assert_array_equal(u.flags, s.flags[order])
+    if n_classes == 2:  # (1 + p_other - p_y) / 2 = 1 - p_y
+        np.testing.assert_allclose(given_scores(p, y, score="self_confidence").score, s.score, atol=1e-12)
+
+
+def test_given_probabilities_alone_train_nothing():
+    p, y, wrong = planted_probabilities()
+    report = find_mislabeled(None, y, pred_probs=p)
+    assert report.methods == ("given", "combined") and report.metadata["combined_from"] == ["given"]
+    np.testing.assert_allclose(report.scores["given"], given_scores(p, y).score, atol=1e-15)
+    np.testing.assert_array_equal(report.flags["combined"], wrong)
+    assert report.metadata["epochs_used"] == 0 and report.oof_probabilities.shape == (0, 4)
+    json.dumps(report.to_dict())
+    code = (
+        "import sys, numpy as np; from galton.quality.dynamics import find_mislabeled; "
+        "r = find_mislabeled(None, [0, 1, 0, 1], pred_probs=np.array([[.9, .1], [.2, .8], [.3, .7], [.6, .4]])); "
+        "print('torch' in sys.modules, r.flags['given'].tolist())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False [False, False, True, True]"
+
+
+@pytest.fixture(scope="module")
+def with_given():
+    x, y, flipped = blobs(n_items=240, seed=6)
+    # an outside model that prefers the label, except on the flipped items (10%)
+    rng = np.random.default_rng(6)
+    p = rng.dirichlet(np.ones(4), y.size) * 0.4
+    p[np.arange(y.size), np.where(flipped, (y + 1) % 4, y)] += 0.6
+    plain = find_mislabeled(x, y, epochs=4, random_state=3)
+    both = find_mislabeled(x, y, pred_probs=p, epochs=4, random_state=3)
+    return x, y, p, plain, both
+
+
+def test_given_probabilities_join_the_features_without_changing_them(with_given):
+    *_, plain, both = with_given
+    assert set(both.scores) == set(plain.scores) | {"given"}
+    for method in plain.scores:
+        if method != "combined":
+            np.testing.assert_array_equal(both.scores[method], plain.scores[method])
+    assert plain.metadata["combined_from"] == ["aum", "ncv"]
+    assert both.metadata["combined_from"] == ["aum", "ncv", "given"]
+    # two views of equal weight: the given rank and the trained members' mean rank
+    expected = (rank_average([both.scores["given"]]) + rank_average([both.scores["aum"], both.scores["ncv"]])) / 2
+    np.testing.assert_array_equal(both.scores["combined"], expected)
+    f = both.flags
+    np.testing.assert_array_equal(f["combined"], f["given"] & (f["aum"] | f["ncv"]))
+    assert both.params["pred_probs"] is True and both.params["given_score"] == "margin"
+
+
+def test_given_probabilities_reproducible_and_combine_choices(with_given):
+    x, y, p, _, both = with_given
+    again = find_mislabeled(x, y, pred_probs=p, epochs=4, random_state=3)
+    for method in both.scores:
+        np.testing.assert_array_equal(again.scores[method], both.scores[method])
+    only = find_mislabeled(x, y, pred_probs=p, methods=("aum",), combine=("given",), epochs=4, random_state=3)
+    assert only.methods == ("aum", "given", "combined")  # pred_probs always add "given"
+    np.testing.assert_array_equal(only.scores["combined"], rank_average([only.scores["given"]]))
+    sc = find_mislabeled(None, y, pred_probs=p, given_score="self_confidence")
+    np.testing.assert_allclose(sc.scores["given"], 1.0 - p[np.arange(y.size), y] / p.sum(axis=1))
+
+
+def test_given_probabilities_are_validated():
+    p, y, _ = planted_probabilities(n_items=20)
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    nan_row = np.where(np.arange(20)[:, None] == 7, np.nan, p)
+    cases = [
+        (dict(pred_probs=p[:-1]), r"shape \(n_items, n_classes\) = \(20, n_classes\), got \(19, 4\)"),
+        (dict(pred_probs=p[:, 0]), r"got \(20,\)"),
+        (dict(pred_probs=p, n_classes=5), "4 columns but n_classes is 5"),
+        (dict(pred_probs=np.log(p)), r"negative pred_probs .*softmax"),
+        (dict(pred_probs=p * 2), r"must sum to 1: 20 do not .*sums 2, 2, 2"),
+        (dict(pred_probs=nan_row), r"1 items have NaN .*items 7\)"),
+        (dict(pred_probs=np.ones((20, 1))), "at least 2 classes"),
+        (dict(pred_probs=p, given_score="entropy"), "given_score must be one of"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(InputError, match=message):
+            find_mislabeled(x, y, **kwargs)
+    with pytest.raises(InputError, match=r"outside \[0, 4\), the columns of pred_probs .*items 2"):
+        find_mislabeled(None, np.where(np.arange(20) == 2, 4, y), pred_probs=p)
+    with pytest.raises(InputError, match=r"needs features .* to train on, pred_probs .* to score, or both"):
+        find_mislabeled(None, y)
+    with pytest.raises(InputError, match=r"method 'given' .* give pred_probs="):
+        find_mislabeled(x, y, methods=("aum", "given"))
+    with pytest.raises(InputError, match=r"\['aum'\] train a model on features, but features is None"):
+        find_mislabeled(None, y, pred_probs=p, methods=("aum",))
+    with pytest.raises(InputError, match=r"unknown methods \['cleanlab'\]"):
+        find_mislabeled(None, y, pred_probs=p, methods=("cleanlab",))
 
 
 # ---------------------------------------------------------------- real data (slow)
