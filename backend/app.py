@@ -30,8 +30,10 @@ what the dead one may have left half-written.
 from __future__ import annotations
 
 import base64
+import bisect
 import hmac
 import logging
+import math
 import os
 import threading
 import time
@@ -39,7 +41,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from flask import Flask, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from galton.connectors import LabelStudioConnector
@@ -58,6 +62,8 @@ REVIEW_EVENTS = frozenset({
 })
 RESCORE_EVENT = "GALTON_RESCORE"
 PUBLIC = frozenset({"health", "index"})
+# upper bounds (seconds) of the /metrics latency histogram's buckets
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class BadRequest(ValueError):
@@ -98,10 +104,26 @@ def _basic_credentials() -> tuple[str, str] | None:
     return user, password
 
 
+class _FastJSON(DefaultJSONProvider):
+    """Flask's JSON through orjson: a /predict body of 100 full tasks parses in a fraction of
+    the standard library's time (the parse held the interpreter for most of the request)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError as error:
+            if "depth limit" in str(error):  # hostile nesting: answered as such (_json_body)
+                raise RecursionError(str(error)) from None
+            raise
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return orjson.dumps(obj, default=self.default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def _json_body() -> dict[str, Any]:
     try:
         body = request.get_json(silent=True)
-    except RecursionError:  # hostile nesting: Python's JSON parser recurses per level
+    except RecursionError:  # hostile nesting (orjson stops at a depth of 1024)
         raise BadRequest("the body is nested too deeply to be a Label Studio request") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
@@ -161,11 +183,12 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     # package lookup does not handle; the backend serves no files, so nothing else needs them
     here = os.path.dirname(os.path.abspath(__file__))
     app = Flask("galton.backend", root_path=here, instance_path=os.path.join(here, "instance"))
-    app.config["JSON_SORT_KEYS"] = False
+    app.json = _FastJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_request_mb * 1024 * 1024)
     app.extensions["galton"] = reviewer
     requests_seen: Counter[tuple[str, int]] = Counter()
     latency: Counter[str] = Counter()
+    durations: dict[str, list[int]] = {}  # per route: requests per bucket of LATENCY_BUCKETS_S (+Inf last)
     lock = threading.Lock()
 
     # -------------------------------------------------------------- auth
@@ -193,7 +216,10 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
         with lock:
             requests_seen[(request.endpoint or "unknown", response.status_code)] += 1
             if "started" in g:
-                latency[request.endpoint or "unknown"] += int((time.perf_counter() - g.started) * 1e6)
+                seconds = time.perf_counter() - g.started
+                latency[request.endpoint or "unknown"] += int(seconds * 1e6)
+                counts = durations.setdefault(request.endpoint or "unknown", [0] * (len(LATENCY_BUCKETS_S) + 1))
+                counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         return response
 
     @app.errorhandler(BadRequest)
@@ -328,12 +354,23 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
                  "# TYPE galton_requests_total counter"]
         with lock:
             seen, spent = dict(requests_seen), dict(latency)
+            histograms = {route: list(counts) for route, counts in durations.items()}
         for (endpoint, status), n in sorted(seen.items()):
             lines.append(f'galton_requests_total{{route="{endpoint}",status="{status}"}} {n}')
         lines += ["# HELP galton_request_seconds_total time spent answering, by route",
                   "# TYPE galton_request_seconds_total counter"]
         for endpoint, micros in sorted(spent.items()):
             lines.append(f'galton_request_seconds_total{{route="{endpoint}"}} {micros / 1e6:.6f}')
+        lines += ["# HELP galton_request_duration_seconds time to answer, by route (from the request's start "
+                  "to its answer, inside the backend)", "# TYPE galton_request_duration_seconds histogram"]
+        for endpoint, counts in sorted(histograms.items()):
+            below = 0
+            for bound, n in zip((*LATENCY_BUCKETS_S, math.inf), counts, strict=True):
+                below += n
+                le = "+Inf" if bound == math.inf else f"{bound:g}"
+                lines.append(f'galton_request_duration_seconds_bucket{{route="{endpoint}",le="{le}"}} {below}')
+            lines += [f'galton_request_duration_seconds_sum{{route="{endpoint}"}} {spent.get(endpoint, 0) / 1e6:.6f}',
+                      f'galton_request_duration_seconds_count{{route="{endpoint}"}} {below}']
         queue_depth = reviewer.queue.depth() if reviewer.queue else {}
         lines += ["# TYPE galton_jobs_queue gauge"] + [
             f'galton_jobs_queue{{state="{k}"}} {v}' for k, v in sorted(queue_depth.items())]

@@ -214,6 +214,40 @@ def _annotation_keys(pulled: PulledProject) -> dict[int, tuple[Any, ...]]:
     return {task_id: tuple(sorted(values)) for task_id, values in keys.items()}
 
 
+def _annotation_marks(pulled: PulledProject) -> dict[int, tuple[tuple[int, str | None], ...]]:
+    """Per task the (id, updated_at) of its kept annotations: a /predict task whose raw
+    annotations carry the same marks holds the same annotations (Label Studio moves
+    ``updated_at`` on every save), so its stored prediction stands without parsing it."""
+    marks: dict[int, list[tuple[int, str | None]]] = {}
+    for a in pulled.annotations:
+        marks.setdefault(a.task_id, []).append((a.id, a.updated_at))
+    return {task_id: tuple(sorted(values, key=_mark_order)) for task_id, values in marks.items()}
+
+
+def _mark_order(mark: tuple[int, str | None]) -> tuple[int, str]:
+    return mark[0], mark[1] or ""
+
+
+def _raw_marks(task: Mapping[str, Any]) -> tuple[tuple[int, str | None], ...] | None:
+    """The marks of a raw task's annotations (cancelled ones left out, as a pull drops them);
+    None when one has no integer id or a malformed field (the task is parsed instead)."""
+    raw = task.get("annotations")
+    if not isinstance(raw, list):
+        return None
+    marks = []
+    for annotation in raw:
+        if not isinstance(annotation, Mapping):
+            return None
+        if annotation.get("was_cancelled"):
+            continue
+        annotation_id, stamp = annotation.get("id"), annotation.get("updated_at")
+        if not isinstance(annotation_id, int) or isinstance(annotation_id, bool) or not (
+                stamp is None or isinstance(stamp, str)):
+            return None
+        marks.append((annotation_id, stamp))
+    return tuple(sorted(marks, key=_mark_order))
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -231,12 +265,13 @@ class LiveProject:
     weights: dict[str, dict[Any, float]] = field(default_factory=dict)
     # touched tasks whose write-back a job left to the next one: they stay first in line
     carried: set[int] = field(default_factory=set)
+    marks: dict[int, tuple[tuple[int, str | None], ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, project_id: int, snapshot: PulledProject, review: Review, watermark: str | None,
               written: Mapping[int, tuple[str, float | None, str | None]]) -> LiveProject:
         return cls(project_id, snapshot, review, watermark, dict(written), _annotation_keys(snapshot),
-                   stored_worker_weights(review))
+                   stored_worker_weights(review), marks=_annotation_marks(snapshot))
 
     @classmethod
     def from_state(cls, state: ProjectState) -> LiveProject:
@@ -414,9 +449,19 @@ class Reviewer:
         if not position:
             self.bump("predict_skipped", len(tasks))
             return answers
-        posted = self._parse(tasks, position, config)
         live = self._view(project_id) if project_id is not None else None
         usable = live is not None and live.xml == config.xml and live.model_version == version
+        if usable and live is not None:  # unchanged tasks: answered from the state without parsing
+            for task_id, i in list(position.items()):
+                spec = live.predictions.get(task_id)
+                mark = live.marks.get(task_id) if spec is not None else None
+                if mark is not None and mark == _raw_marks(tasks[i]):
+                    answers[i] = {"result": list(spec.result), "score": spec.score, "model_version": version}
+                    self.bump("predict_fresh")
+                    del position[task_id]
+            if not position:
+                return answers
+        posted = self._parse(tasks, position, config)
         keys = _annotation_keys(posted)
         stale: list[int] = []
         for task_id, i in position.items():
@@ -780,7 +825,8 @@ class Reviewer:
         lap("commit")
         with self._lock:
             self._live[project_id] = LiveProject(project_id, snapshot, review, snapshot.watermark, new_written,
-                                                 keys, stored_worker_weights(review), carried)
+                                                 keys, stored_worker_weights(review), carried,
+                                                 _annotation_marks(snapshot))
             if self.on_live is not None:
                 self.on_live(project_id, self._live[project_id])
             if yielded is None:

@@ -32,7 +32,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .settings import Settings
@@ -53,30 +53,36 @@ class PredictView:
     keys: dict[int, tuple[Any, ...]]
     predictions: dict[int, Any]
     weights: dict[str, dict[Any, float]]
+    marks: dict[int, tuple[tuple[int, str | None], ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, live: Any) -> PredictView:
         return cls(live.snapshot.config.xml, live.review.model_version, dict(live.keys),
-                   dict(live.review.predictions), dict(live.weights))
+                   dict(live.review.predictions), dict(live.weights), dict(live.marks))
 
     def changes_to(self, new: PredictView) -> dict[str, Any] | None:
         """What turns this view into ``new`` (None: send ``new`` in full)."""
         if new.xml != self.xml or new.model_version != self.model_version:
             return None
-        keys = {t: k for t, k in new.keys.items() if self.keys.get(t) != k}
-        predictions = {t: p for t, p in new.predictions.items() if self.predictions.get(t) != p}
-        return {"keys": keys, "predictions": predictions, "weights": new.weights,
-                "gone_keys": [t for t in self.keys if t not in new.keys],
-                "gone_predictions": [t for t in self.predictions if t not in new.predictions]}
+        changes: dict[str, Any] = {"weights": new.weights}
+        for name in ("keys", "predictions", "marks"):
+            old_values, new_values = getattr(self, name), getattr(new, name)
+            changes[name] = {t: v for t, v in new_values.items() if old_values.get(t) != v}
+            changes[f"gone_{name}"] = [t for t in old_values if t not in new_values]
+        return changes
 
     def apply(self, changes: Mapping[str, Any]) -> None:
-        self.keys.update(changes["keys"])
-        self.predictions.update(changes["predictions"])
+        # marks first out, last in: a reader that sees a task's new mark sees its new prediction
+        for t in changes["gone_marks"]:
+            self.marks.pop(t, None)
+        for t in changes["marks"]:
+            self.marks.pop(t, None)
+        for name in ("keys", "predictions"):
+            getattr(self, name).update(changes[name])
+            for t in changes[f"gone_{name}"]:
+                getattr(self, name).pop(t, None)
         self.weights = dict(changes["weights"])
-        for t in changes["gone_keys"]:
-            self.keys.pop(t, None)
-        for t in changes["gone_predictions"]:
-            self.predictions.pop(t, None)
+        self.marks.update(changes["marks"])
 
 
 # ---------------------------------------------------------------------- the child

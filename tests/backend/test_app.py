@@ -7,6 +7,7 @@ same paths against a real Label Studio server.
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import threading
 
@@ -112,7 +113,15 @@ def test_predict_uses_fresh_state_and_recomputes_changed_tasks(fake_ls):
     body = client.post("/predict", json=predict_body([task(1, "pos", "pos", "neg")])).get_json()
     assert labels_of(body["results"][0]) == [["pos"]]
     assert reviewer.counters["predict_fresh"] == 1 and reviewer.counters["predict_computed"] == 0
+    # unchanged tasks are answered from the state without being parsed (their annotations'
+    # ids and updated_at equal the stored ones)
+    parse, reviewer._parse = reviewer._parse, None
+    body = client.post("/predict", json=predict_body([task(1, "pos", "pos", "neg")])).get_json()
+    assert labels_of(body["results"][0]) == [["pos"]] and reviewer.counters["predict_fresh"] == 2
+    reviewer._parse = parse
     changed = task(1, "neg", "neg", "neg")  # the annotators changed their minds since the job ran
+    for a in changed["annotations"]:
+        a["updated_at"] = "2024-01-02T00:00:00Z"  # as Label Studio moves it on every save
     body = client.post("/predict", json=predict_body([changed])).get_json()
     assert labels_of(body["results"][0]) == [["neg"]]
     assert reviewer.counters["predict_computed"] == 1
@@ -228,6 +237,14 @@ def test_webhook_storm_coalesces_into_one_job_and_writes_back(fake_ls):
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'galton_job_events_total{outcome="coalesced"} 49' in metrics
     assert 'galton_requests_total{route="webhook",status="202"}' in metrics
+    # the latency histogram: cumulative buckets up to +Inf, which counts every webhook answered
+    buckets = [(line.split('le="')[1].split('"')[0], int(line.rsplit(" ", 1)[1])) for line in metrics.splitlines()
+               if line.startswith('galton_request_duration_seconds_bucket{route="webhook"')]
+    n_webhooks = sum(int(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                     if line.startswith('galton_requests_total{route="webhook"'))
+    assert [le for le, _ in buckets][-1] == "+Inf" and len(buckets) == 12
+    assert all(a[1] <= b[1] for a, b in itertools.pairwise(buckets)) and buckets[-1][1] == n_webhooks
+    assert f'galton_request_duration_seconds_count{{route="webhook"}} {n_webhooks}' in metrics
 
 
 def test_failed_write_back_does_not_commit_state(fake_ls):
@@ -508,3 +525,12 @@ def test_annotation_webhooks_with_payloads_are_applied_without_a_pull(fake_ls):
     client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})
     run_jobs(app)
     assert len(fake_ls.pulls) == n_pulls + 3
+
+
+def test_hostile_nesting_and_non_json_bodies_get_400(fake_ls):
+    client = make_app(fake_ls).test_client()
+    deep = client.post("/webhook", data='{"a":' * 5000 + "1" + "}" * 5000, content_type="application/json")
+    assert deep.status_code == 400 and "nested too deeply" in deep.get_json()["detail"]
+    for body in ('{"action": NaN}', "[1, 2", "\xff"):
+        answer = client.post("/webhook", data=body, content_type="application/json")
+        assert answer.status_code == 400 and "JSON object" in answer.get_json()["detail"]

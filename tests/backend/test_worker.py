@@ -24,9 +24,10 @@ entries = st.dictionaries(st.integers(1, 30), st.integers(0, 3), max_size=30)
 @settings(max_examples=200, deadline=None)
 @given(entries, entries, entries, entries, st.booleans())
 def test_a_view_plus_its_changes_is_the_new_view(old_keys, old_predictions, new_keys, new_predictions, refit):
-    old = PredictView(CONFIG, "galton-x", dict(old_keys), dict(old_predictions), {"q": {1: 0.5}})
+    old = PredictView(CONFIG, "galton-x", dict(old_keys), dict(old_predictions), {"q": {1: 0.5}},
+                      {t: ((t, str(k)),) for t, k in old_keys.items()})
     new = PredictView(CONFIG, "galton-y" if refit else "galton-x", dict(new_keys), dict(new_predictions),
-                      {"q": {1: 0.9}})
+                      {"q": {1: 0.9}}, {t: ((t, str(k)),) for t, k in new_keys.items()})
     changes = old.changes_to(new)
     if refit:  # another model version: the view goes in full
         assert changes is None
@@ -34,7 +35,8 @@ def test_a_view_plus_its_changes_is_the_new_view(old_keys, old_predictions, new_
     assert changes is not None
     assert len(changes["keys"]) == sum(1 for t, k in new_keys.items() if old_keys.get(t) != k)
     old.apply(changes)
-    assert (old.keys, old.predictions, old.weights) == (new.keys, new.predictions, new.weights)
+    assert (old.keys, old.predictions, old.weights, old.marks) == (new.keys, new.predictions, new.weights,
+                                                                   new.marks)
 
 
 def _alive(pid: int) -> bool:
