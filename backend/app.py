@@ -188,6 +188,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     app.extensions["galton"] = reviewer
     requests_seen: Counter[tuple[str, int]] = Counter()
     latency: Counter[str] = Counter()
+    cpu: Counter[str] = Counter()  # the answering thread's CPU time: far below the wall time = waiting for a CPU
     durations: dict[str, list[int]] = {}  # per route: requests per bucket of LATENCY_BUCKETS_S (+Inf last)
     lock = threading.Lock()
 
@@ -195,6 +196,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     @app.before_request
     def _auth() -> Response | None:
         g.started = time.perf_counter()
+        g.cpu_started = time.thread_time()
         if settings.auth_off or request.endpoint in PUBLIC:
             return None
         credentials = _basic_credentials()
@@ -218,6 +220,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
             if "started" in g:
                 seconds = time.perf_counter() - g.started
                 latency[request.endpoint or "unknown"] += int(seconds * 1e6)
+                cpu[request.endpoint or "unknown"] += int((time.thread_time() - g.cpu_started) * 1e6)
                 counts = durations.setdefault(request.endpoint or "unknown", [0] * (len(LATENCY_BUCKETS_S) + 1))
                 counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         return response
@@ -353,7 +356,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
         lines = ["# HELP galton_requests_total HTTP requests by route and status",
                  "# TYPE galton_requests_total counter"]
         with lock:
-            seen, spent = dict(requests_seen), dict(latency)
+            seen, spent, busy = dict(requests_seen), dict(latency), dict(cpu)
             histograms = {route: list(counts) for route, counts in durations.items()}
         for (endpoint, status), n in sorted(seen.items()):
             lines.append(f'galton_requests_total{{route="{endpoint}",status="{status}"}} {n}')
@@ -361,6 +364,10 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
                   "# TYPE galton_request_seconds_total counter"]
         for endpoint, micros in sorted(spent.items()):
             lines.append(f'galton_request_seconds_total{{route="{endpoint}"}} {micros / 1e6:.6f}')
+        lines += ["# HELP galton_request_cpu_seconds_total CPU time of the threads answering, by route",
+                  "# TYPE galton_request_cpu_seconds_total counter"]
+        lines += [f'galton_request_cpu_seconds_total{{route="{endpoint}"}} {micros / 1e6:.6f}'
+                  for endpoint, micros in sorted(busy.items())]
         lines += ["# HELP galton_request_duration_seconds time to answer, by route (from the request's start "
                   "to its answer, inside the backend)", "# TYPE galton_request_duration_seconds histogram"]
         for endpoint, counts in sorted(histograms.items()):

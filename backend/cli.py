@@ -73,6 +73,8 @@ def serve(host: str | None, port: int | None, threads: int | None, log_level: st
       GALTON_WEBHOOK_SECRET                    value of the X-Galton-Secret header on webhooks
       GALTON_AUTH=off                          run without authentication (explicit)
       GALTON_METHOD, GALTON_WORKER_THREADS     consensus method, background job threads
+      GALTON_JOB_PROCESS=off, GALTON_JOB_NICE  jobs in this process (default: a child process,
+                                               at a CPU priority lower by GALTON_JOB_NICE=5)
 
     Connect it in Label Studio: Project > Settings > Model > Connect Model, URL of this
     server, "Use for interactive preannotations" off, basic auth as configured.

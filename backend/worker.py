@@ -260,9 +260,6 @@ class JobProcess:
         with self._lock:
             return dict(self._stats.get("counters") or {})
 
-    def has_pending(self, project_id: int) -> bool:
-        return bool(self.depth().get("pending"))
-
     # -------------------------------------------------------------- views
     def view(self, project_id: int, timeout: float = VIEW_WAIT_S) -> PredictView | None:
         """The project's prediction view; the first call asks the child and waits for it."""

@@ -179,7 +179,8 @@ def soak(ls_url: str, token: str, seconds: float, *, n_tasks: int = 150, webhook
         # it would time their work (Python's lock) as the backend's
         context = multiprocessing.get_context("spawn")
         receive, send = context.Pipe(duplex=False)
-        before = _histogram(client.get("/metrics"), "predict")
+        first_metrics = client.get("/metrics")
+        before = _histogram(first_metrics, "predict")
         predictor = context.Process(target=_predict_loop, args=(
             backend.url, client.auth, json.dumps(body).encode(), len(export), seconds, send), daemon=True)
         threads = [threading.Thread(target=f, daemon=True) for f in (changes, webhooks)]
@@ -194,7 +195,20 @@ def soak(ls_url: str, token: str, seconds: float, *, n_tasks: int = 150, webhook
             thread.join(timeout=60)
         latencies, n_bad = receive.recv() if receive.poll(120) else ([], 0)
         predictor.join(timeout=30)
-        after = _histogram(client.get("/metrics"), "predict")
+        final_metrics = client.get("/metrics")
+        after = _histogram(final_metrics, "predict")
+        def total(metrics: str, name: str) -> float:
+            prefix = f'{name}{{route="predict"}} '
+            return sum(float(line[len(prefix):]) for line in metrics.splitlines() if line.startswith(prefix))
+
+        wall = total(final_metrics, "galton_request_seconds_total") - total(
+            first_metrics, "galton_request_seconds_total")
+        busy = total(final_metrics, "galton_request_cpu_seconds_total") - total(
+            first_metrics, "galton_request_cpu_seconds_total")
+        out["predict_cpu_share"] = round(busy / wall, 3) if wall else None  # the rest: waiting for a CPU or the GIL
+        out["predict_answers"] = {what: int(float(line.rsplit(" ", 1)[1])) for line in final_metrics.splitlines()
+                                  for what in ("predict_fresh", "predict_computed")
+                                  if line.startswith(f'galton_backend_total{{what="{what}"}}')}
         server = {le: after.get(le, 0) - before.get(le, 0) for le in after}
         counts["predicts"] = len(latencies)
         counts["errors"] += n_bad
@@ -320,6 +334,8 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{100 * load['predict_server']['within_50ms']:.1f}% / "
                      f"{load['predict_server']['p99_at_most_ms'] or float('inf'):g} ms |"]
                     if load.get("predict_server", {}).get("within_50ms") is not None else []),
+                  *([f"| /predict CPU time / wall time inside the backend (the rest: waiting for a CPU) | "
+                     f"{100 * load['predict_cpu_share']:.0f}% |"] if load.get("predict_cpu_share") else []),
                   f"| load average at the end (1, 5, 15 min) | {', '.join(map(str, load.get('load_average', [])))} |",
                   f"| backend RSS (HTTP + job process) start / end / max | {load['rss_mb']['start']:.0f} / "
                   f"{load['rss_mb']['end']:.0f} / {load['rss_mb']['max']:.0f} MB |",

@@ -245,6 +245,11 @@ def test_webhook_storm_coalesces_into_one_job_and_writes_back(fake_ls):
     assert [le for le, _ in buckets][-1] == "+Inf" and len(buckets) == 12
     assert all(a[1] <= b[1] for a, b in itertools.pairwise(buckets)) and buckets[-1][1] == n_webhooks
     assert f'galton_request_duration_seconds_count{{route="webhook"}} {n_webhooks}' in metrics
+    cpu = float(next(line.rsplit(" ", 1)[1] for line in metrics.splitlines()
+                     if line.startswith('galton_request_cpu_seconds_total{route="webhook"}')))
+    wall = float(next(line.rsplit(" ", 1)[1] for line in metrics.splitlines()
+                      if line.startswith('galton_request_seconds_total{route="webhook"}')))
+    assert 0 < cpu <= wall + 1e-3  # a thread's CPU time cannot exceed its wall time
 
 
 def test_failed_write_back_does_not_commit_state(fake_ls):
