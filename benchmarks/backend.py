@@ -32,7 +32,8 @@ Run from the repository root::
     .venv/bin/python benchmarks/backend.py --tasks 2000 --ls-tasks 500   # quick
     .venv/bin/python benchmarks/backend.py --skip-burst            # /predict only
 
-Results: ``benchmarks/results/backend.json`` and ``backend.md``.
+Results: ``benchmarks/results/backend.json`` and ``backend.md`` (``--out`` elsewhere; the burst
+posted from one thread, ``--post-threads 1``, is kept in ``backend_1thread.*``).
 """
 
 from __future__ import annotations
@@ -575,7 +576,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", help="keep a migrated Label Studio template here between runs")
     parser.add_argument("--skip-burst", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help=f"results JSON (the .md beside it; default {OUT.relative_to(REPO)})")
     args = parser.parse_args(argv)
+    out = args.out
     report: dict[str, Any] = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
@@ -584,14 +588,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.skip_burst:
         report["burst"] = burst_phase(args)
-    elif OUT.is_file() and "burst" in json.loads(OUT.read_text()):  # keep the last burst's results
-        previous = json.loads(OUT.read_text())
+    elif out.is_file() and "burst" in json.loads(out.read_text()):  # keep the last burst's results
+        previous = json.loads(out.read_text())
         report["burst"] = previous["burst"]
         report["burst_from"] = previous.get("command", "") + f" (run {previous.get('when', '?')})"
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(report, indent=2) + "\n")
-    OUT.with_suffix(".md").write_text(markdown(report))
-    say(f"wrote {OUT} and {OUT.with_suffix('.md')}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+    say(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 

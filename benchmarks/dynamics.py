@@ -252,6 +252,9 @@ def real_part(root: Path, quick: bool, epochs: int, save=None) -> list[dict[str,
             "n_errors": int(errors.sum()),
             "galton_seconds": seconds,
             "epochs_used": int(report.metadata["epochs_used"]),
+            # whose out-of-fold probabilities NCV scored: the head's or its logistic candidate's
+            "ncv_model": report.metadata.get("ncv_model"),
+            "ncv_held_out_loss": report.metadata.get("ncv_held_out_loss"),
             "load_average_after": [round(v, 1) for v in os.getloadavg()],
             "rows": rows,
             "best_single": best_single,
@@ -351,8 +354,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += [
             "## Summary (AUROC)",
             "",
-            "| set | errors | epochs used | best galton score | combined | best cleanlab | goals |",
-            "|---|---|---|---|---|---|---|",
+            "| set | errors | epochs used | ncv from (held-out loss) | best galton score | combined | best cleanlab "
+            "| goals |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for e in result["real"]:
             galton = {m: r["auroc"] for m, r in e["rows"].items() if not m.startswith("cleanlab")}
@@ -360,8 +364,13 @@ def render_markdown(result: dict[str, Any]) -> str:
             best_g, best_c = max(galton, key=galton.get), max(cleanlab, key=cleanlab.get)
             gap = galton["combined"] - galton[e["best_single"]]
             # four decimals: the goals compare unrounded values, and some sets differ in the fourth
+            losses = e.get("ncv_held_out_loss") or {}
+            ncv_from = e.get("ncv_model") or "-"
+            if losses:
+                ncv_from += " (" + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()) + ")"
             lines.append(
-                f"| {e['set']} | {e['n_errors']} | {e.get('epochs_used', '-')} | {galton[best_g]:.4f} ({best_g}) | "
+                f"| {e['set']} | {e['n_errors']} | {e.get('epochs_used', '-')} | {ncv_from} | "
+                f"{galton[best_g]:.4f} ({best_g}) | "
                 f"{galton['combined']:.4f} ({gap:+.4f} vs {e['best_single']}) | "
                 f"{cleanlab[best_c]:.4f} ({best_c[9:]}) | "
                 + ("beats" if e["goal_beats_cleanlab"] else "**below**")

@@ -15,7 +15,16 @@ Importing this package does not import torch: the trainer is loaded by the first
 [-2.0, 1.0]
 """
 
-from ._api import ALL_METHODS, DEFAULT_COMBINE, DEFAULT_METHODS, GIVEN, find_mislabeled, threshold_plan
+from ._api import (
+    ALL_METHODS,
+    DEFAULT_COMBINE,
+    DEFAULT_METHODS,
+    GIVEN,
+    SMALL_DATA_ITEMS,
+    find_mislabeled,
+    ncv_plan,
+    threshold_plan,
+)
 from ._features import (
     cached_features,
     content_key,
@@ -49,6 +58,7 @@ __all__ = [
     "DEFAULT_METHODS",
     "GIVEN",
     "GIVEN_SCORES",
+    "SMALL_DATA_ITEMS",
     "DataMap",
     "ForgettingCounts",
     "GivenScores",
@@ -63,6 +73,7 @@ __all__ = [
     "fit_noise_classifier",
     "forgetting_events",
     "given_scores",
+    "ncv_plan",
     "npy_features",
     "plot_aum_histogram",
     "plot_data_map",

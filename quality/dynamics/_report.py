@@ -45,7 +45,8 @@ class MislabeledReport:
     n_forgotten : ndarray of int64, shape (n_items,); never_learned : ndarray of bool
         Forgetting events per item and items never learned (Toneva et al. 2019).
     oof_probabilities : ndarray of float64, shape (n_items, n_classes) or (0, n_classes)
-        Out-of-fold probabilities of the NCV folds (empty when NCV did not run).
+        Out-of-fold probabilities of the NCV folds (empty when NCV did not run): the head's,
+        or the logistic-regression candidate's when that had the lower held-out loss.
     labels : ndarray of int32, shape (n_items,)
         The audited labels.
     params : mapping
@@ -54,6 +55,9 @@ class MislabeledReport:
         Run facts: device, threads, seconds per phase and per epoch, training accuracy,
         ``held_out_loss`` (mean held-out cross-entropy of the NCV folds after each epoch),
         ``epochs_used`` (the epochs every dynamics run trained; 0 when nothing trained),
+        ``ncv_model`` (``"head"`` or ``"logistic"``: whose probabilities NCV scores),
+        ``ncv_held_out_loss`` (both candidates' mean held-out cross-entropy, when the
+        logistic one ran, on ``ncv_logistic_folds`` folds),
         ``given_thresholds`` (the per-class thresholds of ``given``, None for a class no
         item carries) and ``combined_from``.
 

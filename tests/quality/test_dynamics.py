@@ -313,6 +313,26 @@ def test_self_influence_matches_brute_force_leave_one_out():
         np.testing.assert_allclose(-derivative, predicted[i] * n, rtol=2e-3)
 
 
+def test_logistic_regression_matches_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+
+    from galton.quality.dynamics._logistic import fit_logistic_regression, logistic_probabilities
+
+    x, y, _ = blobs(n_items=300, n_classes=4, n_features=6, noise=0.2, seed=8)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    coef, intercept = fit_logistic_regression(x, y, 4, max_iter=1000, tol=1e-10)
+    reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(x, y)
+    np.testing.assert_allclose(coef, reference.coef_, atol=1e-4)
+    np.testing.assert_allclose(intercept, reference.intercept_, atol=1e-4)
+    p = logistic_probabilities(x, coef, intercept)
+    np.testing.assert_allclose(p, reference.predict_proba(x), atol=1e-6)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    # a class without training items: finite weights, (almost) no probability
+    coef5, intercept5 = fit_logistic_regression(x, y, 5)
+    assert np.isfinite(coef5).all() and np.isfinite(intercept5).all()
+    assert logistic_probabilities(x, coef5, intercept5)[:, 4].max() < 1e-3
+
+
 def test_noise_classifier_separates_low_confidence_flips():
     rng = np.random.default_rng(0)
     flips = np.c_[rng.uniform(0.0, 0.4, 50), rng.uniform(0, 0.1, 50)]
