@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import multiprocessing
 import os
 import platform
 import random
@@ -175,16 +174,19 @@ def soak(ls_url: str, token: str, seconds: float, *, n_tasks: int = 150, webhook
                 counts["errors"] += status >= 300
                 stop.wait(1.0 / webhooks_per_s)
 
-        # /predict's client runs in a process of its own: in a thread beside the load generators
-        # it would time their work (Python's lock) as the backend's
-        context = multiprocessing.get_context("spawn")
-        receive, send = context.Pipe(duplex=False)
+        # /predict's client runs in a process of its own (benchmarks/_predict_client.py): in a
+        # thread beside the load generators it would time their work (Python's lock) as the backend's
+        body_path = workdir / "predict-body.json"
+        body_path.write_text(json.dumps(body))
         first_metrics = client.get("/metrics")
         before = _histogram(first_metrics, "predict")
-        predictor = context.Process(target=_predict_loop, args=(
-            backend.url, client.auth, json.dumps(body).encode(), len(export), seconds, send), daemon=True)
+        predictor = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_predict_client.py"))],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert predictor.stdin is not None
+        predictor.stdin.write(json.dumps({"url": backend.url, "auth": client.auth, "body_path": str(body_path),
+                                          "n_tasks": len(export), "seconds": seconds}))
+        predictor.stdin.close()
         threads = [threading.Thread(target=f, daemon=True) for f in (changes, webhooks)]
-        predictor.start()
         for thread in threads:
             thread.start()
         while time.monotonic() - started < seconds:
@@ -193,8 +195,12 @@ def soak(ls_url: str, token: str, seconds: float, *, n_tasks: int = 150, webhook
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
-        latencies, n_bad = receive.recv() if receive.poll(120) else ([], 0)
-        predictor.join(timeout=30)
+        assert predictor.stdout is not None
+        answered = predictor.stdout.read()  # the client ends after `seconds`, its answer in one piece
+        if predictor.wait(timeout=120) != 0:
+            raise RuntimeError(f"the /predict client exited with {predictor.returncode}")
+        measured = json.loads(answered)
+        latencies, n_bad = measured["latencies_ms"], measured["bad"]
         final_metrics = client.get("/metrics")
         after = _histogram(final_metrics, "predict")
         def total(metrics: str, name: str) -> float:
@@ -253,27 +259,6 @@ def soak(ls_url: str, token: str, seconds: float, *, n_tasks: int = 150, webhook
         stop_backend(backend)
         connector.close()
     return out
-
-
-def _predict_loop(url: str, auth: str, body: bytes, n_tasks: int, seconds: float, conn: Any) -> None:
-    """/predict with 100 tasks, one request after another (20 ms apart) for ``seconds``;
-    sends back (latencies in ms, requests that failed or answered the wrong count)."""
-    latencies, bad = [], 0
-    headers = {"Content-Type": "application/json", "Authorization": auth}
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        request = urllib.request.Request(url + "/predict", data=body, headers=headers, method="POST")
-        t0 = time.perf_counter()
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                payload = response.read()
-                status = response.status
-        except urllib.error.HTTPError as error:
-            payload, status = error.read(), error.code
-        latencies.append((time.perf_counter() - t0) * 1000)
-        bad += status != 200 or len(json.loads(payload).get("results", [])) != n_tasks
-        time.sleep(0.02)
-    conn.send((latencies, bad))
 
 
 def _histogram(metrics: str, route: str) -> dict[str, int]:
