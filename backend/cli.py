@@ -40,9 +40,11 @@ _METHOD_NAMES = ("dawid_skene", "glad", "mace", "mace_vb", "majority_vote", "one
                  "weighted_vote")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str | int, tag: str = "") -> None:
+    """Log lines with time, level and logger (``tag`` marks another process's, e.g. ``[jobs]``)."""
+    number = level if isinstance(level, int) else getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=number, format=f"%(asctime)s %(levelname)s %(name)s{' ' + tag if tag else ''}: "
+                                             "%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry full URLs
 
 

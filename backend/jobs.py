@@ -53,12 +53,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from galton.connectors import (
-    GALTON_PREFIX,
     LabelConfig,
     LabelStudioConnector,
     PlatformError,
     PredictionSpec,
     PulledProject,
+    is_galton_prediction,
     parse_label_config,
     parse_tasks,
 )
@@ -760,7 +760,7 @@ class Reviewer:
                     written[t] = ("[]", None, None)
                     if t in tasks and tasks[t].predictions is not None:
                         tasks[t] = replace(tasks[t], predictions=tuple(
-                            p for p in tasks[t].predictions if not _is_galton(p)))
+                            p for p in tasks[t].predictions if not is_galton_prediction(p)))
                 lap(name)
                 continue
             left = list(task_ids)
@@ -903,10 +903,6 @@ def _stages(plan: _Plan, touched: set[int]) -> list[tuple[str, str, list[int]]]:
             ("meta_other", "meta", meta_rest)]
 
 
-def _is_galton(prediction: Mapping[str, Any]) -> bool:
-    return str(prediction.get("model_version") or "").startswith(GALTON_PREFIX)
-
-
 def _known(tasks: Mapping[int, Any], chunk: Sequence[int], fresh: set[int],
            model_version: str) -> dict[int, Sequence[Mapping[str, Any]]]:
     """The predictions a task is known to hold, so the write-back need not read them: what this
@@ -917,7 +913,7 @@ def _known(tasks: Mapping[int, Any], chunk: Sequence[int], fresh: set[int],
     for t in chunk:
         held = tasks[t].predictions if t in tasks else None
         if held is not None and (t in fresh or any(
-                _is_galton(p) and p.get("model_version") == model_version for p in held)):
+                is_galton_prediction(p) and p.get("model_version") == model_version for p in held)):
             known[t] = held
     return known
 

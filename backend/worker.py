@@ -89,12 +89,12 @@ class PredictView:
 def _child_main(settings: Settings, conn: Any, nice: int, log_level: int) -> None:
     """The job process: a reviewer with its worker threads, fed by the parent's messages."""
     from .app import _resume_interrupted
+    from .cli import _configure_logging
     from .jobs import JobQueue, Reviewer
     from .state import StateStore
 
     # the same log lines as the parent's, on the same stderr (a spawned child starts bare)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s [jobs]: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry full URLs
+    _configure_logging(log_level, "[jobs]")
 
     if nice:
         try:

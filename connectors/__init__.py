@@ -9,7 +9,14 @@ rater tables).
 from ._csv import CrowdDataset, read_annotations_csv, read_crowd_dataset, read_gold_csv
 from ._errors import PlatformError
 from ._export import write_table
-from ._labelstudio import GALTON_PREFIX, LabelStudioConnector, PredictionSpec, WriteSummary, prediction_result
+from ._labelstudio import (
+    GALTON_PREFIX,
+    LabelStudioConnector,
+    PredictionSpec,
+    WriteSummary,
+    is_galton_prediction,
+    prediction_result,
+)
 from ._ls_config import LabelConfig, Question, parse_label_config
 from ._ls_tasks import (
     AnnotationRecord,
@@ -39,6 +46,7 @@ __all__ = [
     "WorkerInfo",
     "WriteSummary",
     "choices_config",
+    "is_galton_prediction",
     "load_sample",
     "parse_label_config",
     "parse_tasks",

@@ -50,6 +50,7 @@ __all__ = [
     "LabelStudioConnector",
     "PredictionSpec",
     "WriteSummary",
+    "is_galton_prediction",
     "prediction_result",
 ]
 
@@ -130,6 +131,11 @@ def prediction_result(config: LabelConfig, labels: Mapping[str, str]) -> tuple[d
                 value = {"taxonomy": [label.split(" / ")]}
         regions.append({"from_name": control, "to_name": first.to_name, "type": first.result_type, "value": value})
     return tuple(regions)
+
+
+def is_galton_prediction(prediction: Mapping[str, Any]) -> bool:
+    """Whether a prediction (as Label Studio lists it) is galton's: its model version says so."""
+    return str(prediction.get("model_version") or "").startswith(GALTON_PREFIX)
 
 
 def _canonical(value: Any) -> str:
@@ -456,7 +462,7 @@ class LabelStudioConnector:
             score = round(float(spec.score), _SCORE_DIGITS)
             wanted = {"result": list(spec.result), "score": score, "model_version": model_version}
             on_task = held.get(task_id, [])
-            mine = sorted((p for p in on_task if str(p.get("model_version") or "").startswith(GALTON_PREFIX)),
+            mine = sorted((p for p in on_task if is_galton_prediction(p)),
                           key=lambda p: (p.get("model_version") != model_version, p["id"]))
             others = tuple(dict(p) for p in on_task if p not in mine)
             if not mine:
@@ -670,7 +676,7 @@ class LabelStudioConnector:
         for task_id, on_task in held.items():
             if wanted is not None and task_id not in wanted:
                 continue
-            mine = [int(p["id"]) for p in on_task if str(p.get("model_version") or "").startswith(GALTON_PREFIX)]
+            mine = [int(p["id"]) for p in on_task if is_galton_prediction(p)]
             if mine and len(mine) == len(on_task):
                 bulk.append(task_id)
                 n_bulk += len(mine)

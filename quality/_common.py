@@ -20,6 +20,7 @@ __all__ = [
     "check_matrix",
     "check_positive",
     "clamp_gold",
+    "finite_rows",
     "normalise_log_rows",
     "vote_shares",
     "warn_not_converged",
@@ -157,11 +158,15 @@ def check_features(features: ArrayLike, n_items: int | None, name: str = "featur
             f"{name} must have one row per item code: got {x.shape[0]} rows for {n_items} items; "
             "order the rows by the matrix's item codes (Encoding.item_ids)"
         )
+    return finite_rows(x, "features", "impute or drop them")
+
+
+def finite_rows(x: NDArray[Any], name: str, fix: str) -> NDArray[np.float64]:
+    """``x`` (numbers, one row per item) as float64; InputError naming the rows with NaN or
+    infinite values, and ``fix``, how to mend them."""
     x = x.astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
     if bad.size:
-        raise InputError(
-            f"{bad.size} items have NaN or infinite features (items {describe_examples(bad.tolist())}); "
-            "impute or drop them"
-        )
+        raise InputError(f"{bad.size} items have NaN or infinite {name} (items {describe_examples(bad.tolist())}); "
+                         f"{fix}")
     return x

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._common import finite_rows
 from .._errors import InputError, describe_examples
 
 __all__ = [
@@ -396,13 +397,7 @@ def check_pred_probs(pred_probs: ArrayLike, labels: ArrayLike, n_classes: int | 
         )
     if p.shape[1] < 2:
         raise InputError(f"pred_probs needs a column per class and at least 2 classes, got {p.shape[1]} column(s)")
-    p = p.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(p).all(axis=1))
-    if bad.size:
-        raise InputError(
-            f"{bad.size} items have NaN or infinite pred_probs (items {describe_examples(bad.tolist())}); "
-            "predict them again or drop them"
-        )
+    p = finite_rows(p, "pred_probs", "predict them again or drop them")
     bad = np.flatnonzero((p < 0).any(axis=1))
     if bad.size:
         raise InputError(
