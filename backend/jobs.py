@@ -16,16 +16,25 @@ The review job (:meth:`Reviewer.run`)
     label stayed and whose score moved less is left as Label Studio holds it), then commit
     the new state. Writing the same results twice leaves Label Studio unchanged.
 
+    A job whose events are all annotation webhooks with their payloads applies them to the
+    snapshot instead of pulling (``PulledProject.with_annotations``). A pull still comes at
+    least every ``MAX_PULL_AGE_S`` (a lost webhook is found by it) and once the project is
+    quiet (``QUIET_S``). The periodic pull does not hold up the annotators: it runs in a
+    thread beside the job's first pass, which writes the payloads' predictions; a second
+    pass of the same job then merges what the pull read, reviews it and writes the rest.
+    Webhooks that arrive during that pull stay for the next job.
+
 Write-back order and its guarantees
     Label Studio writes ``meta`` and stale predictions one per request (about 0.1-0.5 s
     each on a small server; only many new predictions go in one import, see
     ``LabelStudioConnector.write_predictions``). So the order matters: first the predictions
     of the tasks whose annotations changed (what the annotator waits for), then predictions a refit moved
     elsewhere, then ``meta`` (one PATCH per task, the slowest part) in the same order, in
-    chunks of ``META_CHUNK``. When another job for the project is waiting, a job stops
+    chunks of ``META_CHUNK`` (moved predictions that are updates, one request each, in chunks
+    of ``UPDATE_CHUNK``). When another job for the project is waiting, a job stops
     between stages or chunks and commits what it wrote: the waiting job pulls later, and
-    rewrites what is left (after ``MAX_DEFER_S`` without a complete job, each job first
-    writes one chunk of the backlog, so a steady stream cannot starve it).
+    rewrites what is left (after ``MAX_DEFER_S`` without a complete job, each job also spends
+    about ``BACKLOG_BUDGET_S`` on the backlog, so a steady stream cannot starve it).
 
     The state records per task exactly what Label Studio is known to hold: a task about to
     be written is forgotten first (in memory and in the store), and recorded again only
@@ -49,6 +58,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -73,14 +83,15 @@ log = logging.getLogger(__name__)
 FULL_EVENTS = frozenset({"TASKS_DELETED", "START_TRAINING", "full"})
 TRAINING_UNAVAILABLE = "unavailable: training dynamics not installed"
 META_CHUNK = 10  # tasks per meta write (one PATCH each): a waiting job starts at most this late
-PREDICTION_CHUNK = 40  # moved predictions per write (one request each, or one import when many are new)
+PREDICTION_CHUNK = 40  # new predictions per write (one import when more than the connector's bulk_min)
+UPDATE_CHUNK = 4  # moved predictions per write when they are updates (one request each)
 CATCH_UP_MIN = 50  # a job that PATCHed at least this many tasks' meta is followed by an idle pull
 MAX_DEFER_S = 60.0  # after this long without a complete job, every job makes progress on the rest
-BACKLOG_BUDGET_S = 1.0  # ... for about this long (in chunks of BACKLOG_CHUNK), then hands over
+BACKLOG_BUDGET_S = 0.5  # ... for about this long (in chunks of BACKLOG_CHUNK), then hands over
 BACKLOG_CHUNK = 2
 PAYLOAD_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"})
 MAX_PAYLOADS = 2000  # more annotations than this waiting for one job: a pull is cheaper
-MAX_PULL_AGE_S = 120.0  # a job applies webhook payloads without a pull only this long after the last pull
+MAX_PULL_AGE_S = 120.0  # a job applying webhook payloads this long after the last pull also pulls, meanwhile
 QUIET_S = 5.0  # after payload-only jobs, a verifying pull runs once the project had no event this long
 
 
@@ -671,7 +682,11 @@ class Reviewer:
         timer.daemon = True
         timer.start()
 
-    def _review(self, project_id: int, events: list[str], job_id: int) -> dict[str, Any]:
+    def _review(self, project_id: int, events: list[str], job_id: int, *,
+                prefetched: tuple[PulledProject, float, set[int]] | None = None) -> dict[str, Any]:
+        """One review pass (see the module doc). ``prefetched``: the second pass of a job whose
+        first pass applied webhook payloads while this pull ran (see ``MAX_PULL_AGE_S``): the
+        pull, when it started, and the tasks the first pass wrote."""
         clock = time.perf_counter()
         timings: dict[str, float] = {}
 
@@ -685,19 +700,40 @@ class Reviewer:
         live = self.live(project_id)
         snapshot: PulledProject | None = None
         full = live is None or any(e in FULL_EVENTS for e in events)
-        payloads, deleted, must_pull = self._take_payloads(project_id)
+        # the second pass leaves the webhooks that came during its pull to the next job
+        payloads, deleted, must_pull = ([], set(), False) if prefetched is not None \
+            else self._take_payloads(project_id)
         n_pulled = 0
         fresh: set[int] = set()
         direct = False
-        if not full and not must_pull and live is not None and set(events) <= PAYLOAD_EVENTS \
-                and time.monotonic() - self._pulled.get(project_id, -math.inf) < MAX_PULL_AGE_S \
+        since = None if full or live is None else _minus_seconds(live.watermark, self.settings.watermark_margin_s)
+        pulling: Future[PulledProject] | None = None
+        if prefetched is None and not full and not must_pull and live is not None \
+                and set(events) <= PAYLOAD_EVENTS \
                 and all(a.get("_label_config") in (None, live.snapshot.config.xml) for a in payloads):
             # every event is an annotation saved or deleted, with its payload: apply them, no pull
             snapshot = live.snapshot.with_annotations(payloads)
             snapshot = snapshot.without_annotations(deleted) if snapshot is not None else None
             direct = snapshot is not None
-        since = None if full or live is None else _minus_seconds(live.watermark, self.settings.watermark_margin_s)
-        if snapshot is None and since is not None and live is not None:
+            last_pull = self._pulled.get(project_id)
+            if direct and (last_pull is None or time.monotonic() - last_pull >= MAX_PULL_AGE_S):
+                if last_pull is None or since is None:  # nothing pulled by this process yet: pull first
+                    snapshot, direct = None, False
+                else:  # pulled long ago: pull meanwhile, the payloads' predictions go out first
+                    pulling = self._pull_meanwhile(connector, project_id, since)
+        pull_started = time.monotonic()
+        if prefetched is not None and live is not None:
+            changed, pull_started, wrote = prefetched
+            n_pulled = changed.n_tasks
+            if changed.config.xml == live.snapshot.config.xml:
+                snapshot = live.snapshot.merge(changed)
+                # the first pass wrote these after the pull may have read them: its record of
+                # their predictions is the newer (None: unknown, read again before a write)
+                tasks = {t: replace(r, predictions=live.snapshot.tasks[t].predictions)
+                         if t in wrote and t in live.snapshot.tasks else r for t, r in snapshot.tasks.items()}
+                snapshot = replace(snapshot, tasks=tasks)
+                fresh = set(changed.tasks) - wrote
+        elif snapshot is None and since is not None and live is not None:
             # the pull reads the label config from the project request it makes anyway
             changed = connector.pull(project_id, since=since)
             n_pulled = changed.n_tasks
@@ -706,12 +742,13 @@ class Reviewer:
                 snapshot = live.snapshot.merge(changed)
         if snapshot is None:  # first job, full event, no watermark, or the labeling config changed
             full = True
+            pull_started = time.monotonic()
             snapshot = connector.pull(project_id, config=connector.label_config(project_id))
             n_pulled = snapshot.n_tasks
             fresh = set(snapshot.tasks)
         if not direct:
             with self._lock:
-                self._pulled[project_id] = time.monotonic()
+                self._pulled[project_id] = pull_started
         config = snapshot.config
         lap("pull")
         review = review_project(snapshot, self.settings.review)
@@ -750,6 +787,9 @@ class Reviewer:
         backlog_s = 0.0  # time spent on the backlog (moved predictions, meta) while a job waited
         tasks = dict(snapshot.tasks)  # kept up to date with what this job writes
         for name, kind, task_ids in _stages(plan, touched):
+            if pulling is not None and name not in ("predictions_touched", "deletions"):
+                yielded = name  # the rest after the pull, in this job's second pass
+                break
             if not task_ids:
                 continue
             if kind == "deletions":
@@ -775,8 +815,14 @@ class Reviewer:
                         yielded = name
                         break
                     size = BACKLOG_CHUNK
+                elif kind == "predictions":
+                    # many new predictions go in one import; updates (one request each) in
+                    # small chunks, so that a job arriving meanwhile waits for one chunk only
+                    news = sum(t not in tasks or not any(is_galton_prediction(p) for p in tasks[t].predictions or ())
+                               for t in left[:PREDICTION_CHUNK])
+                    size = PREDICTION_CHUNK if news > getattr(connector, "bulk_min", 0) else UPDATE_CHUNK
                 else:
-                    size = PREDICTION_CHUNK if kind == "predictions" else META_CHUNK
+                    size = META_CHUNK
                 chunk, left = left[:size], left[size:]
                 began = time.perf_counter()
                 forget(chunk)
@@ -831,12 +877,32 @@ class Reviewer:
                 self.on_live(project_id, self._live[project_id])
             if yielded is None:
                 self._complete[project_id] = time.monotonic()
+        if pulling is not None:
+            # the second pass: the pull that ran meanwhile, merged, reviewed and written back
+            # (the first pass's touched tasks are recorded as written, so only what the pull
+            # changed goes out again)
+            first = {k: counts[k] for k in ("n_payloads", "n_touched", "n_material") if k in counts}
+            first.update(n_written=len(written), timings=timings)
+            second = self._review(project_id, events, job_id, prefetched=(
+                pulling.result(), pull_started, set(written)))
+            second["first_pass"] = first
+            second["n_payloads"] = first["n_payloads"]
+            return second
         counts["n_written"] = len(written)
         counts["n_deferred"] = len([t for t in plan.entries if t not in done_meta])
         if yielded is not None:
             counts["deferred_from"] = yielded
         counts["timings"] = timings
         return counts
+
+    @staticmethod
+    def _pull_meanwhile(connector: LabelStudioConnector, project_id: int, since: str) -> Future[PulledProject]:
+        """Start an incremental pull in a thread of its own; its future."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix=f"galton-pull-{project_id}")
+        try:
+            return pool.submit(connector.pull, project_id, since=since)
+        finally:
+            pool.shutdown(wait=False)
 
     def _should_yield(self, project_id: int, backlog_s: float) -> bool:
         """Leave the rest of the write-back to the next job when one waits for this project:

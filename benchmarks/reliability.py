@@ -340,8 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz-examples", type=int, default=500)
     parser.add_argument("--skip-tests", action="store_true", help="soak only (keeps the last run's test tables)")
     parser.add_argument("--skip-soak", action="store_true")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help=f"results JSON (the .md beside it; default {OUT.relative_to(REPO)})")
     args = parser.parse_args(argv)
-    previous = json.loads(OUT.read_text()) if OUT.exists() else {}
+    out = args.out
+    previous = json.loads(out.read_text()) if out.exists() else {}
     report: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                                          f"Python {platform.python_version()}",
                               "when": time.strftime("%Y-%m-%d"), "tests": previous.get("tests"),
@@ -368,8 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if server is not None:
                 server.stop()
-    OUT.write_text(json.dumps(report, indent=1) + "\n")
-    OUT.with_suffix(".md").write_text(markdown(report))
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
     say(markdown(report))
     soak_ok = report["soak"] is None or (report["soak"]["predictions_mismatched"] + report["soak"]["duplicates"]
                                          + report["soak"]["meta_mismatched"]) == 0

@@ -532,6 +532,66 @@ def test_annotation_webhooks_with_payloads_are_applied_without_a_pull(fake_ls):
     assert len(fake_ls.pulls) == n_pulls + 3
 
 
+def test_a_due_pull_runs_beside_the_payloads_write_and_keeps_later_webhooks(fake_ls):
+    """A payload job long after the last pull writes the touched prediction first, pulls
+    meanwhile and then reviews what the pull found, in one job; webhooks that came during the
+    pull are left to the next job, which applies them without a pull."""
+    from galton.backend.jobs import MAX_PULL_AGE_S
+
+    app = make_app(fake_ls)
+    client = app.test_client()
+    client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 7}})
+    run_jobs(app)
+    reviewer = app.extensions["galton"]
+    reviewer._pulled[7] -= MAX_PULL_AGE_S + 1
+    n_pulls = len(fake_ls.pulls)
+
+    def save(task_id, worker, label, stamp):
+        body = {**annotation(worker, label, task_id * 100 + worker), "task": task_id, "updated_at": stamp}
+        fake_ls.tasks[task_id]["annotations"] = [
+            *(a for a in fake_ls.tasks[task_id]["annotations"] if a["id"] != body["id"]), body]
+        return client.post("/webhook", json={"action": "ANNOTATION_UPDATED", "annotation": body,
+                                             "task": {"id": task_id}, "project": {"id": 7, "label_config": CONFIG}})
+
+    # a save whose webhook was lost: only a pull finds it (task 3: pos x3 -> pos x3 + neg)
+    fake_ls.tasks[3]["annotations"].append(annotation(4, "neg", 304))
+    pulled, release = threading.Event(), threading.Event()
+    pull = fake_ls.pull
+
+    def slow_pull(*args, **kwargs):
+        found = pull(*args, **kwargs)  # Label Studio as it was when the pull read it
+        pulled.set()
+        assert release.wait(10)
+        return found
+
+    fake_ls.pull = slow_pull
+    save(2, 1, "pos", "2024-01-02T00:00:01Z")
+    save(2, 2, "pos", "2024-01-02T00:00:02Z")  # task 2: neg x3 -> pos, pos, neg
+    worker = threading.Thread(target=run_jobs, args=(app,))
+    worker.start()
+    try:
+        assert pulled.wait(10)
+        for _ in range(200):  # the touched task's prediction goes out while the pull runs
+            if 2 in fake_ls.predictions and labels_of({"result": list(fake_ls.predictions[2][0].result)}) == [["pos"]]:
+                break
+            threading.Event().wait(0.02)
+        assert labels_of({"result": list(fake_ls.predictions[2][0].result)}) == [["pos"]]
+        assert fake_ls.meta[3]["questions"]["label"]["n_annotations"] == 3  # the pull's find waits for it
+        save(1, 4, "neg", "2024-01-02T00:00:03Z")  # during the pull: not in what it read
+    finally:
+        release.set()
+        worker.join(10)
+    assert not worker.is_alive()
+    jobs = reviewer.store.jobs(7)
+    aged, after = jobs[1]["detail"], jobs[0]["detail"]
+    assert aged["pulled"] is True and aged["first_pass"]["n_payloads"] == 2 and aged["first_pass"]["n_written"] >= 1
+    assert fake_ls.meta[3]["questions"]["label"]["n_annotations"] == 4
+    assert fake_ls.meta[2]["questions"]["label"]["n_annotations"] == 3
+    # the webhook from during the pull: applied by the next job, from its payload
+    assert after["pulled"] is False and after["n_payloads"] == 1 and len(fake_ls.pulls) == n_pulls + 1
+    assert fake_ls.meta[1]["questions"]["label"]["n_annotations"] == 4
+
+
 def test_hostile_nesting_and_non_json_bodies_get_400(fake_ls):
     client = make_app(fake_ls).test_client()
     deep = client.post("/webhook", data='{"a":' * 5000 + "1" + "}" * 5000, content_type="application/json")
