@@ -108,6 +108,9 @@ def serve(host: str | None, port: int | None, threads: int | None, log_level: st
         sys.exit(EXIT_CONFIG)
     log.info("galton backend on http://%s:%d (method %s, %d job threads, state %s)", settings.host, settings.port,
              settings.review.method, settings.worker_threads, app.extensions["galton"].store)
+    from .worker import freeze_heap
+
+    freeze_heap()  # what lives now lives as long as the server: no collector pauses for it
     waitress_serve(app, host=settings.host, port=settings.port, threads=settings.http_threads,
                    ident="galton", clear_untrusted_proxy_headers=True)
 

@@ -493,6 +493,9 @@ def markdown(report: dict[str, Any]) -> str:
     b = report.get("burst") or {}
     lines = ["# ML backend benchmark", "", f"Run {report['when']} on {report['machine']}; "
              f"command `{report['command']}`.", "", "## /predict latency (real HTTP, waitress, 127.0.0.1)", ""]
+    if report.get("predict_from"):
+        lines += [f"(Kept from the last /predict run: `{report['predict_from']}`; this run passed `--skip-predict`.)",
+                  ""]
     if p:
         lines += [f"Project: {p['n_tasks']} tasks x {p['n_raters']} raters, method {p['method']}; first review "
                   f"job {p['first_review_s']} s.", "", "| request | n | p50 ms | p99 ms | max ms |",
@@ -583,7 +586,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst-timeout", type=float, default=600.0,
                         help="seconds to wait for the burst's write-back (default 600)")
     parser.add_argument("--template", help="keep a migrated Label Studio template here between runs")
-    parser.add_argument("--skip-burst", action="store_true")
+    parser.add_argument("--skip-burst", action="store_true", help="/predict only (keeps the last burst's results)")
+    parser.add_argument("--skip-predict", action="store_true", help="burst only (keeps the last /predict results)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT,
                         help=f"results JSON (the .md beside it; default {OUT.relative_to(REPO)})")
@@ -593,14 +597,20 @@ def main(argv: list[str] | None = None) -> int:
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "command": "benchmarks/backend.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "predict": predict_phase(args),
     }
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    if not args.skip_predict:
+        report["predict"] = predict_phase(args)
+    elif "predict" in previous:
+        report["predict"] = previous["predict"]
+        report["predict_from"] = previous.get("predict_from") or (
+            previous.get("command", "") + f" (run {previous.get('when', '?')})")
     if not args.skip_burst:
         report["burst"] = burst_phase(args)
-    elif out.is_file() and "burst" in json.loads(out.read_text()):  # keep the last burst's results
-        previous = json.loads(out.read_text())
+    elif "burst" in previous:  # keep the last burst's results
         report["burst"] = previous["burst"]
-        report["burst_from"] = previous.get("command", "") + f" (run {previous.get('when', '?')})"
+        report["burst_from"] = previous.get("burst_from") or (
+            previous.get("command", "") + f" (run {previous.get('when', '?')})")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(report))
