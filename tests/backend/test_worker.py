@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
 import time
+import weakref
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,12 +15,41 @@ from hypothesis import strategies as st
 from galton.backend.app import create_app
 from galton.backend.review import ReviewSettings
 from galton.backend.settings import Settings
-from galton.backend.worker import PredictView
+from galton.backend.worker import PredictView, freeze_heap
 
 from .conftest import CONFIG, start_backend, stop_backend, task
 from .test_app import labels_of, predict_body
 
 entries = st.dictionaries(st.integers(1, 30), st.integers(0, 3), max_size=30)
+
+
+def test_a_frozen_heap_is_out_of_the_collectors_walks_and_still_freed():
+    class Held:
+        pass
+
+    held = Held()
+    cycle = Held()
+    cycle.me = cycle  # a cycle alive at the freeze
+    gc.unfreeze()
+    try:
+        freeze_heap()
+        assert gc.get_freeze_count() > 0 and gc.get_count()[2] == 0
+        frozen = gc.get_freeze_count()
+        gone = weakref.ref(held)
+        del held  # frozen, yet freed by reference counting when dropped
+        assert gone() is None
+        later = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        assert later() is not None  # frozen with the rest: the collector no longer walks it
+        made = Held()  # a cycle made after the freeze is collected as before
+        made.me = made
+        after = weakref.ref(made)
+        del made
+        gc.collect()
+        assert after() is None and gc.get_freeze_count() <= frozen
+    finally:
+        gc.unfreeze()
 
 
 @settings(max_examples=200, deadline=None)
