@@ -49,7 +49,9 @@ def freeze_heap(*, collect: bool = True) -> None:
     collector. Its full collections walk every tracked object while holding the interpreter
     lock: 140-165 ms each in the HTTP process during the soak, 42 in 3 minutes, each one
     stalling every /predict in flight. Frozen objects are still freed by reference counting
-    when dropped (a view replaced in full has no cycles), so memory stays flat."""
+    when dropped (a view replaced in full has no cycles), so memory stays flat; only a cycle
+    that was alive at a freeze stays once dropped, which is why this runs at start-up and
+    when a project's view arrives in full (its first view, a new model version), not per job."""
     if collect:
         gc.collect()
     gc.freeze()
