@@ -150,6 +150,9 @@ def predict_phase(args: argparse.Namespace) -> dict[str, Any]:
     job = reviewer.store.jobs(1)[0]
     assert job["status"] == "done", job
     say(f"  first review job (pull + {args.method} + diff + commit) in {review_s:.2f} s")
+    from galton.backend.worker import freeze_heap
+
+    freeze_heap()  # as galton serve does before it serves (its project's state included here)
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
     port = server.socket.getsockname()[1]
     thread = threading.Thread(target=server.run, daemon=True)
