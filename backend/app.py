@@ -39,6 +39,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from importlib.resources import files
 from typing import Any
 
 import orjson
@@ -61,7 +62,8 @@ REVIEW_EVENTS = frozenset({
     "TASKS_CREATED", "TASKS_DELETED", "PROJECT_UPDATED",
 })
 RESCORE_EVENT = "GALTON_RESCORE"
-PUBLIC = frozenset({"health", "index"})
+PUBLIC = frozenset({"health", "index", "openapi"})
+OPENAPI = files(__package__).joinpath("openapi.json").read_bytes()  # the routes' OpenAPI description
 # upper bounds (seconds) of the /metrics latency histogram's buckets
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -349,7 +351,15 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     @app.get("/jobs")
     def jobs() -> Response:
         project_id = project_id_of(request.args.get("project"))
-        return jsonify({"jobs": store.jobs(project_id, limit=int(request.args.get("limit", 50)))})
+        limit = request.args.get("limit", "50")
+        if not limit.isdigit() or not 1 <= int(limit) <= 10_000:
+            raise BadRequest(f"'limit' must be a whole number from 1 to 10000; got {limit[:40]!r}")
+        return jsonify({"jobs": store.jobs(project_id, limit=int(limit))})
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        """The OpenAPI description of these routes (backend/openapi.json)."""
+        return Response(OPENAPI, mimetype="application/json")
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -303,7 +303,7 @@ def markdown(report: dict[str, Any]) -> str:
             survived = "yes" if f["survived"] else "**no**"
             lines.append(f"| {f['scenario']} | {f['injected']} | {f['jobs']} | {survived} | "
                          f"{f['duplicates']} | {f['meta_differs']} |")
-        lines += ["", "| input fuzzed (hypothesis) | examples |", "|:---|---:|"]
+        lines += ["", "| input fuzzed (hypothesis; schemathesis for the OpenAPI target) | examples |", "|:---|---:|"]
         lines += [f"| {f['target']} | {f['examples']:,} |" for f in tests["fuzz"]]
         lines.append(f"| **total** | **{sum(f['examples'] for f in tests['fuzz']):,}** |")
     load = report.get("soak")
